@@ -1,0 +1,24 @@
+# discover-bench: rate-distortion (and later task / perception) benchmarks of image codecs.
+# Wiring only: every rule's work is a function in the `discover` package.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/datasets.smk"
+include: "rules/codecs.smk"
+include: "rules/tables.smk"
+
+
+report: "report/workflow.rst"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

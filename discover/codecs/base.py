@@ -1,0 +1,102 @@
+"""Codec interface: encode an RGB image at a rate point to a file; decode that file back.
+
+The bitstream file is the truth: its size in bytes times eight is the bit count, whatever the
+codec. Subclasses set ``extension`` and implement ``encode`` / ``decode``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from discover.errors import CodecError
+
+
+class Codec:
+    type_name: str = ""
+    extension: str = "bin"
+    #: True if a larger rate value gives more bits (JPEG quality); False for QP-like values.
+    rate_increases_bits: bool = True
+    #: Binaries this codec runs, as (config key, default, Debian package).
+    binaries: Sequence[tuple[str, str, str]] = ()
+
+    def __init__(self, name: str, cfg: Mapping[str, Any] | None = None, threads: int = 1):
+        self.name = name
+        self.cfg = dict(cfg or {})
+        self.threads = max(1, int(threads))
+
+    @property
+    def label(self) -> str:
+        return self.cfg.get("label", self.name)
+
+    @property
+    def rates(self) -> list:
+        return list(self.cfg.get("rates", []))
+
+    # -- external binaries -----------------------------------------------------------------
+    def binary(self, key: str) -> str:
+        """Resolve a configured binary to an absolute path, or raise naming it."""
+        for k, default, package in self.binaries:
+            if k == key:
+                exe = self.cfg.get(k, default)
+                found = shutil.which(exe)
+                if found is None:
+                    raise CodecError(
+                        f"codec {self.name!r}: {k} binary {exe!r} not found on PATH "
+                        f"(install the Debian package '{package}', or set codecs.{self.name}.{k} "
+                        "to the binary's path)"
+                    )
+                return found
+        raise KeyError(key)
+
+    def check(self) -> str:
+        """Verify that everything the codec needs is present; return a one-line description."""
+        return ", ".join(f"{k}={self.binary(k)}" for k, _, _ in self.binaries) or "built in"
+
+    def run(self, args: list[str], what: str) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise CodecError(f"codec {self.name!r}: cannot run {args[0]}: {exc}") from exc
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip()[-800:]
+            raise CodecError(
+                f"codec {self.name!r}: {what} failed (exit {proc.returncode}): "
+                f"{' '.join(args)}\n{tail}"
+            )
+        return proc
+
+    # -- the interface ---------------------------------------------------------------------
+    def encode(self, image: np.ndarray, rate: Any, path: Path) -> None:
+        """Write the bitstream of ``image`` (H, W, 3 uint8 RGB) at ``rate`` to ``path``."""
+        raise NotImplementedError
+
+    def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
+        """Read the bitstream at ``path`` (encoded at ``rate``); return the (H, W, 3) uint8 RGB
+        reconstruction."""
+        raise NotImplementedError
+
+
+def read_rgb(path: Path, codec: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Load a decoder's output image, checking it has the expected size."""
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Exception as exc:
+        raise CodecError(f"codec {codec!r}: decoder output {path} is not an image: {exc}") from exc
+    if shape is not None and arr.shape[:2] != tuple(shape):
+        raise CodecError(
+            f"codec {codec!r}: decoded image {path} is {arr.shape[1]}x{arr.shape[0]}, "
+            f"expected {shape[1]}x{shape[0]}"
+        )
+    return arr
+
+
+def write_png(image: np.ndarray, path: Path) -> None:
+    Image.fromarray(image).save(path, format="PNG", compress_level=1)

@@ -1,0 +1,121 @@
+"""Loading and validating config.yaml against schemas/config.schema.yaml."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from discover.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "<root>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _dotted(error.absolute_path)
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        extra = re.findall(r"'([^']+)'", error.message)
+        allowed = sorted((error.schema.get("properties") or {}).keys())
+        keys = ", ".join(f"{where}.{k}" if where != "<root>" else k for k in extra)
+        hint = f" (allowed keys here: {', '.join(allowed)})" if allowed else ""
+        return f"config key {keys}: unknown key{hint}"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"config key {where}: expected {expected}, got {error.instance!r}"
+    if error.validator == "required":
+        return f"config key {where}: {error.message}"
+    if error.validator == "enum":
+        return f"config key {where}: {error.instance!r} is not one of {error.validator_value}"
+    return f"config key {where}: {error.message}"
+
+
+def _fill_defaults(instance: Any, schema: Mapping) -> None:
+    """Fill ``default`` values of plain ``properties`` (recursively, not inside if/then)."""
+    if not isinstance(instance, dict):
+        return
+    for key, sub in (schema.get("properties") or {}).items():
+        if not isinstance(sub, Mapping):
+            continue
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+
+
+def validate_config(config: Mapping, schema: Mapping | None = None) -> dict:
+    """Validate ``config``; return a copy with defaults filled in.
+
+    Raises ConfigError naming the dotted key at fault and what was expected.
+    """
+    schema = schema or load_schema()
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), str(e.path)))
+    if errors:
+        # The deepest specific error (not the if/then wrapper) is the one a user can act on.
+        best = jsonschema.exceptions.best_match(errors)
+        leaves = [e for e in best.context] if best.context else []
+        error = jsonschema.exceptions.best_match(leaves) if leaves else best
+        raise ConfigError(_describe(error))
+    config = copy.deepcopy(dict(config))
+    _fill_defaults(config, schema)
+    _check_references(config)
+    return config
+
+
+def _check_references(config: Mapping) -> None:
+    anchor = config.get("anchor")
+    if anchor is not None and anchor not in config["codecs"]:
+        raise ConfigError(
+            f"config key anchor: {anchor!r} is not a configured codec "
+            f"(codecs: {', '.join(config['codecs'])})"
+        )
+    from discover.datasets.base import PROTOCOLS
+
+    known = set(PROTOCOLS) | set(config.get("protocols", {}))
+    for name, entry in config["datasets"].items():
+        proto = entry.get("protocol")
+        if proto is not None and proto not in known:
+            raise ConfigError(
+                f"config key datasets.{name}.protocol: unknown protocol {proto!r} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    from discover.codecs import registry
+
+    for name, entry in config["codecs"].items():
+        if entry["type"] not in registry.available() and ":" not in entry["type"]:
+            raise ConfigError(
+                f"config key codecs.{name}.type: unknown codec type {entry['type']!r} "
+                f"(registered: {', '.join(sorted(registry.available()))}; a plugin is "
+                "'module:Class' or a 'discover.codecs' entry point)"
+            )
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must contain a mapping at the top level")
+    return validate_config(raw)

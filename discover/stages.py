@@ -1,0 +1,192 @@
+"""The work of each Snakemake rule as a plain function (importable without Snakemake)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from discover.codecs import get_codec
+from discover.datasets import get_dataset, shard_items
+from discover.errors import CodecError, DatasetError
+from discover.io import atomic_dir, atomic_path, write_text_atomic
+from discover.metrics import FIDELITY_METRICS
+
+log = logging.getLogger("discover")
+
+INDEX = "index.csv"
+
+
+# -- datasets -------------------------------------------------------------------------------
+def prepare_shard(config: Mapping[str, Any], dataset: str, shard: str, out_dir: str | Path) -> None:
+    """Write the shard's reference images (after the dataset protocol) as PNG plus index.csv,
+    and the shard's COCO annotations when the dataset has them."""
+    ds = get_dataset(dataset, config)
+    items = shard_items(ds.list_items(), config["shard_size"], shard)
+    with atomic_dir(out_dir) as tmp:
+        rows, sizes = [], {}
+        for item in items:
+            image = ds.load(item)
+            h, w = image.shape[:2]
+            Image.fromarray(image).save(tmp / f"{item.id}.png", format="PNG", compress_level=1)
+            sizes[item.id] = (w, h)
+            rows.append({"id": item.id, "width": w, "height": h, "label": ds.label(item),
+                         "source": item.source})
+        pd.DataFrame(rows).to_csv(tmp / INDEX, index=False)
+        if ds.has_annotations:
+            ann = ds.annotations(items, sizes)
+            (tmp / "annotations.json").write_text(json.dumps(ann))
+        log.info("dataset %s shard %s: %d images", dataset, shard, len(rows))
+
+
+def merge_annotations(shard_dirs: Sequence[str | Path], out_json: str | Path) -> None:
+    """Concatenate the shards' COCO annotations into one instances file."""
+    merged: dict[str, list] = {"images": [], "annotations": [], "categories": []}
+    for d in shard_dirs:
+        path = Path(d) / "annotations.json"
+        if not path.exists():
+            continue
+        part = json.loads(path.read_text())
+        merged["images"] += part["images"]
+        merged["annotations"] += part["annotations"]
+        merged["categories"] = part["categories"]
+    write_text_atomic(out_json, json.dumps(merged))
+
+
+def read_index(reference_dir: str | Path) -> pd.DataFrame:
+    path = Path(reference_dir) / INDEX
+    if not path.exists():
+        raise DatasetError(f"reference shard {reference_dir} has no {INDEX}")
+    return pd.read_csv(path, dtype={"id": str})
+
+
+# -- codecs ---------------------------------------------------------------------------------
+def run_codec_shard(config: Mapping[str, Any], codec: str, rate: str,
+                    reference_dir: str | Path, out_dir: str | Path, metrics_csv: str | Path,
+                    threads: int = 1) -> pd.DataFrame:
+    """Encode and decode every image of a reference shard; record bits and fidelity.
+
+    ``out_dir`` receives ``{id}.{ext}`` bitstreams and ``{id}.png`` reconstructions;
+    ``metrics_csv`` one row per image (bits = 8 x bitstream file size).
+    """
+    c = get_codec(codec, config, threads=threads)
+    c.check()
+    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
+    index = read_index(reference_dir)
+    metrics = [m for m in config.get("metrics", ["psnr", "msssim"]) if m in FIDELITY_METRICS]
+    rows = []
+    with atomic_dir(out_dir) as tmp:
+        for rec in index.itertuples(index=False):
+            ref_path = Path(reference_dir) / f"{rec.id}.png"
+            ref = np.asarray(Image.open(ref_path).convert("RGB"))
+            stream = tmp / f"{rec.id}.{c.extension}"
+            t0 = time.perf_counter()
+            try:
+                c.encode(ref, rate_value, stream)
+                t1 = time.perf_counter()
+                out = c.decode(stream, ref.shape[:2], rate_value)
+            except CodecError as exc:
+                raise CodecError(f"{exc} [image {ref_path}, rate {rate}]") from exc
+            t2 = time.perf_counter()
+            Image.fromarray(out).save(tmp / f"{rec.id}.png", format="PNG", compress_level=1)
+            bits = 8 * stream.stat().st_size
+            pixels = int(rec.width) * int(rec.height)
+            row = {"id": rec.id, "width": int(rec.width), "height": int(rec.height),
+                   "pixels": pixels, "bits": bits, "bpp": bits / pixels}
+            for m in metrics:
+                row[m] = FIDELITY_METRICS[m](ref, out)
+            row["encode_s"] = round(t1 - t0, 6)
+            row["decode_s"] = round(t2 - t1, 6)
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        with atomic_path(metrics_csv) as tmp_csv:
+            df.drop(columns=["encode_s", "decode_s"]).to_csv(tmp_csv, index=False)
+        # Timings are measurements, not results: kept apart so results stay byte-identical.
+        df[["id", "encode_s", "decode_s"]].to_csv(tmp / "timings.csv", index=False)
+    return df
+
+
+def _rate_value(rates: Sequence, rate: str, codec: str):
+    for r in rates:
+        if str(r) == str(rate):
+            return r
+    raise CodecError(f"codec {codec!r}: rate {rate!r} is not among its rates {list(rates)}")
+
+
+# -- aggregation ----------------------------------------------------------------------------
+def aggregate_rd(config: Mapping[str, Any], dataset: str, codec: str,
+                 shard_csvs: Mapping[str, Sequence[str | Path]], rd_csv: str | Path,
+                 per_image_csv: str | Path) -> pd.DataFrame:
+    """One RD row per rate point: bpp = all bits / all pixels (the paper's definition); quality
+    metrics are means over images. Per-image rows are kept alongside."""
+    entry = config["codecs"][codec]
+    metrics = [m for m in config.get("metrics", []) if m in FIDELITY_METRICS]
+    rows, per_image = [], []
+    for rate in entry["rates"]:
+        parts = [pd.read_csv(p, dtype={"id": str}) for p in shard_csvs[str(rate)]]
+        df = pd.concat(parts, ignore_index=True)
+        df.insert(0, "rate", str(rate))
+        per_image.append(df)
+        row = {"dataset": dataset, "codec": codec, "label": entry.get("label", codec),
+               "rate": str(rate), "images": len(df), "bits": int(df["bits"].sum()),
+               "pixels": int(df["pixels"].sum())}
+        row["bpp"] = row["bits"] / row["pixels"]
+        row["bpp_mean_per_image"] = float(df["bpp"].mean())
+        for m in metrics:
+            row[m] = float(df[m].replace([np.inf], np.nan).mean())
+        rows.append(row)
+    rd = pd.DataFrame(rows).sort_values("bpp", kind="stable").reset_index(drop=True)
+    with atomic_path(rd_csv) as tmp:
+        rd.to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_path(per_image_csv) as tmp:
+        pd.concat(per_image, ignore_index=True).to_csv(tmp, index=False, float_format="%.10g")
+    return rd
+
+
+def combine_rd(rd_csvs: Sequence[str | Path], out_csv: str | Path) -> pd.DataFrame:
+    df = pd.concat([pd.read_csv(p, dtype={"rate": str}) for p in rd_csvs], ignore_index=True)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+    return df
+
+
+def bd_table(config: Mapping[str, Any], dataset: str, rd_csv: str | Path,
+             out_csv: str | Path) -> pd.DataFrame:
+    """BD-rate and BD-metric of every codec against the configured anchor, per metric."""
+    from discover.bd import bd
+    from discover.errors import MetricInputError
+
+    rd = pd.read_csv(rd_csv, dtype={"rate": str})
+    anchor = config.get("anchor") or next(iter(config["codecs"]))
+    method = config.get("bd", {}).get("method", "pchip")
+    min_points = config.get("bd", {}).get("min_points", 4)
+    metrics = [m for m in config.get("metrics", []) if m in rd.columns]
+    a = rd[rd.codec == anchor]
+    rows = []
+    for codec, t in rd.groupby("codec", sort=False):
+        for m in metrics:
+            row = {"dataset": dataset, "codec": codec, "label": t["label"].iloc[0],
+                   "anchor": anchor, "metric": m, "method": method}
+            if codec == anchor:
+                row.update(bd_rate_pct=0.0, bd_metric=0.0, note="anchor")
+            else:
+                try:
+                    r = bd(a["bpp"], a[m], t["bpp"], t[m], method=method, anchor_name=
+                           f"{dataset}/{anchor}/{m}", test_name=f"{dataset}/{codec}/{m}",
+                           min_points=min_points)
+                    row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
+                except MetricInputError as exc:
+                    row.update(bd_rate_pct=float("nan"), bd_metric=float("nan"),
+                               note=f"not computed: {exc}")
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6f")
+    return df

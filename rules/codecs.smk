@@ -1,0 +1,26 @@
+# Encode + decode one shard of a dataset with one codec at one rate point; per-image bits and
+# fidelity metrics are measured in the same job (the images are already in memory).
+
+
+rule codec_shard:
+    message:
+        "{wildcards.codec} @ {wildcards.rate} on {wildcards.dataset}/{wildcards.shard}"
+    input:
+        reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
+    output:
+        streams=directory(f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}"),
+        metrics=f"{OUT}/metrics/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.csv",
+    params:
+        config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+    log:
+        f"{OUT}/logs/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    conda:
+        "../envs/codecs.yaml"
+    script:
+        "../workflow_scripts/codec_shard.py"

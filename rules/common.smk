@@ -1,0 +1,73 @@
+# Config validation, the run plan, wildcard constraints and input functions.
+
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from discover.config import validate_config
+from discover.errors import DiscoverError
+from discover.workflow import Plan
+
+try:
+    _validated = validate_config(config)
+    # The same schema through Snakemake's validator (defaults were filled above).
+    validate(_validated, "../schemas/config.schema.yaml", set_default=False)
+    config.clear()
+    config.update(_validated)
+    PLAN = Plan(config)
+    OUT = PLAN.out
+    # Listing the datasets here makes a missing dataset fail before any job runs.
+    for _ds in PLAN.datasets:
+        PLAN.shards(_ds)
+except DiscoverError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    codec="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    rate="[^/]+",
+    shard="s[0-9]{4}",
+    metric="[a-z_]+",
+
+
+def res(key, scale=1):
+    return int(config["resources"][key] * scale)
+
+
+def reference_shards(wildcards):
+    return expand(
+        f"{OUT}/{{dataset}}/reference/{{shard}}",
+        dataset=wildcards.dataset,
+        shard=PLAN.shards(wildcards.dataset),
+    )
+
+
+def codec_metric_csvs(wildcards):
+    return [
+        f"{OUT}/metrics/{wildcards.dataset}/{wildcards.codec}/{rate}/{shard}.csv"
+        for rate in PLAN.rates(wildcards.codec)
+        for shard in PLAN.shards(wildcards.dataset)
+    ]
+
+
+def dataset_rd_csvs(wildcards):
+    return [f"{OUT}/tables/{wildcards.dataset}/rd/{codec}.csv" for codec in PLAN.codecs]
+
+
+def final_targets():
+    targets = []
+    for ds in PLAN.datasets:
+        targets += [f"{OUT}/tables/{ds}/rd.csv", f"{OUT}/tables/{ds}/bd.csv"]
+        targets += expand(
+            f"{OUT}/plots/{ds}/rd_{{metric}}.{{ext}}",
+            metric=PLAN.metrics,
+            ext=["png", "pdf"],
+        )
+        if PLAN.has_annotations(ds):
+            targets.append(f"{OUT}/{ds}/annotations.json")
+    return targets

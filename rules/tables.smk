@@ -1,0 +1,114 @@
+# Aggregation (bpp = all bits / all pixels), RD tables, BD tables and RD plots.
+
+
+rule aggregate_rd:
+    message:
+        "RD points of {wildcards.codec} on {wildcards.dataset}"
+    input:
+        codec_metric_csvs,
+    output:
+        rd=f"{OUT}/tables/{{dataset}}/rd/{{codec}}.csv",
+        per_image=f"{OUT}/metrics/{{dataset}}/{{codec}}/per_image.csv",
+    params:
+        codec=lambda wc: config["codecs"][wc.codec],
+        metrics=PLAN.metrics,
+    log:
+        f"{OUT}/logs/aggregate_rd/{{dataset}}/{{codec}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/aggregate_rd/{{dataset}}/{{codec}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/aggregate_rd.py"
+
+
+rule combine_rd:
+    message:
+        "RD table of {wildcards.dataset}"
+    input:
+        dataset_rd_csvs,
+    output:
+        report(
+            f"{OUT}/tables/{{dataset}}/rd.csv",
+            caption="../report/rd_table.rst",
+            category="Rate-distortion",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "RD points"},
+        ),
+    log:
+        f"{OUT}/logs/combine_rd/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/combine_rd/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/combine_rd.py"
+
+
+rule bd_table:
+    message:
+        "BD table of {wildcards.dataset} against {params.anchor}"
+    input:
+        f"{OUT}/tables/{{dataset}}/rd.csv",
+    output:
+        report(
+            f"{OUT}/tables/{{dataset}}/bd.csv",
+            caption="../report/bd_table.rst",
+            category="BD tables",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "BD vs anchor"},
+        ),
+    params:
+        anchor=PLAN.anchor,
+        bd=config["bd"],
+        metrics=PLAN.metrics,
+    log:
+        f"{OUT}/logs/bd_table/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/bd_table/{{dataset}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/bd_table.py"
+
+
+rule rd_plot:
+    message:
+        "RD plot of {wildcards.dataset}: {wildcards.metric}"
+    input:
+        f"{OUT}/tables/{{dataset}}/rd.csv",
+    output:
+        png=report(
+            f"{OUT}/plots/{{dataset}}/rd_{{metric}}.png",
+            caption="../report/rd_plot.rst",
+            category="Rate-distortion",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "plot": "{metric} vs bpp"},
+        ),
+        pdf=f"{OUT}/plots/{{dataset}}/rd_{{metric}}.pdf",
+    params:
+        anchor=PLAN.anchor,
+    log:
+        f"{OUT}/logs/rd_plot/{{dataset}}/{{metric}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/rd_plot/{{dataset}}/{{metric}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/rd_plot.py"

@@ -1,0 +1,8 @@
+from discover import stages
+from discover.rule_context import rule_context
+
+smk = snakemake  # noqa: F821
+with rule_context(smk):
+    stages.run_codec_shard(smk.params.config, smk.wildcards.codec, smk.wildcards.rate,
+                           smk.input.reference, smk.output.streams, smk.output.metrics,
+                           threads=smk.threads)

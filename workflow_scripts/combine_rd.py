@@ -1,0 +1,5 @@
+from discover import stages
+from discover.rule_context import rule_context
+
+with rule_context(snakemake):  # noqa: F821
+    stages.combine_rd(list(snakemake.input), snakemake.output[0])  # noqa: F821
