@@ -40,7 +40,8 @@ def check_curve(rate, metric, name: str, min_points: int = 4) -> tuple[np.ndarra
     order = np.argsort(rate)
     rate, metric = rate[order], metric[order]
     if np.any(np.diff(rate) <= 0):
-        raise MetricInputError(f"{name}: two points share the rate {rate[np.diff(rate) <= 0][0]}")
+        dup = rate[1:][np.diff(rate) <= 0][0]
+        raise MetricInputError(f"{name}: two points share the rate {dup}")
     if not np.all(np.diff(metric) > 0):
         bad = int(np.argmax(np.diff(metric) <= 0))
         raise MetricInputError(

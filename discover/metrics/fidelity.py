@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
 # pytorch-msssim's default five-scale weights (Wang et al. 2003).
 _MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -44,7 +46,30 @@ def msssim(ref: np.ndarray, rec: np.ndarray) -> float:
     x = torch.from_numpy(ref).permute(2, 0, 1)[None].double()
     y = torch.from_numpy(rec).permute(2, 0, 1)[None].double()
     with torch.no_grad():
-        return float(ms_ssim(x, y, data_range=255.0, size_average=True, weights=weights))
+        if levels == len(_MSSSIM_WEIGHTS):
+            return float(ms_ssim(x, y, data_range=255.0, size_average=True))
+        return float(ms_ssim_levels(x, y, weights))
+
+
+def ms_ssim_levels(x: torch.Tensor, y: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    """pytorch-msssim's ms_ssim loop for any number of scales.
+
+    The library asserts a short side > 160 px (five scales) whatever ``weights`` says; this is
+    the same computation, built from its ``_ssim`` and window, for images too small for that.
+    """
+    win = _fspecial_gauss_1d(_WIN, 1.5).repeat([x.shape[1], 1, 1, 1])
+    w = x.new_tensor(weights)
+    mcs = []
+    for i in range(len(weights)):
+        ssim_per_channel, cs = _ssim(x, y, win=win, data_range=255.0, size_average=False,
+                                     K=(0.01, 0.03))
+        if i < len(weights) - 1:
+            mcs.append(torch.relu(cs))
+            padding = [s % 2 for s in x.shape[2:]]
+            x = F.avg_pool2d(x, kernel_size=2, padding=padding)
+            y = F.avg_pool2d(y, kernel_size=2, padding=padding)
+    stacked = torch.stack(mcs + [torch.relu(ssim_per_channel)], dim=0)
+    return torch.prod(stacked ** w.view(-1, 1, 1), dim=0).mean()
 
 
 FIDELITY_METRICS = {"psnr": psnr, "msssim": msssim}

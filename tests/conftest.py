@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(out: str = "results", **overrides) -> dict:
+    """A config small enough to run the whole DAG in seconds: 4 images, 2 codecs x 3 rates.
+
+    ``out`` is relative to the Snakemake working directory, so a copied run stays valid.
+    """
+    cfg = {
+        "output_dir": str(out),
+        "seed": 0,
+        "shard_size": 2,
+        "datasets": {
+            "scenes": {"type": "synthetic-scenes", "split": "val", "num_images": 4,
+                       "min_size": 96, "max_size": 136, "max_objects": 3},
+        },
+        "codecs": {
+            "jpeg": {"type": "jpeg", "rates": [15, 50, 90]},
+            "hevc": {"type": "hevc", "rates": [40, 32, 24]},
+        },
+        "anchor": "hevc",
+        "metrics": ["psnr", "msssim"],
+        "bd": {"method": "pchip", "min_points": 4},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str, cores: int = 2,
+              timeout: int = 600, **popen) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(configfile), "--cores", str(cores),
+           "--rerun-incomplete", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONHASHSEED": "0"}, **popen)
+
+
+def tree_digest(root: Path, pattern: str = "**/*") -> dict[str, str]:
+    """sha256 of every file below root matching pattern (relative path -> digest)."""
+    out = {}
+    for p in sorted(root.glob(pattern)):
+        if p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One complete run of the DAG on the tiny config; tests must not modify it."""
+    work = tmp_path_factory.mktemp("run_a")
+    cfg = write_config(work / "config.yaml", tiny_config())
+    proc = snakemake(work, cfg)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work
+
+
+@pytest.fixture
+def copy_of_run(finished_run, tmp_path) -> Path:
+    """A private copy (mtimes kept) of the finished run, safe to break."""
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst, symlinks=True)
+    return dst

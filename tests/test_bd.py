@@ -1,0 +1,104 @@
+"""BD numbers must equal the bjontegaard package; malformed curves must fail clearly."""
+
+from __future__ import annotations
+
+import bjontegaard
+import numpy as np
+import pandas as pd
+import pytest
+
+from discover.bd import bd
+from discover.cli import main
+from discover.errors import MetricInputError
+
+# (anchor rate, anchor psnr, test rate, test psnr): realistic, shifted, different point counts
+CURVES = [
+    ([0.1, 0.2, 0.4, 0.8], [28.0, 30.5, 33.2, 36.1], [0.08, 0.17, 0.35, 0.72],
+     [28.3, 30.9, 33.5, 36.4]),
+    ([0.12, 0.25, 0.5, 1.0, 2.0], [27.1, 29.9, 32.8, 35.6, 38.9],
+     [0.1, 0.21, 0.44, 0.9, 1.8], [26.5, 29.1, 32.0, 35.2, 38.0]),
+    ([0.05, 0.11, 0.23, 0.47, 0.95], [0.90, 0.94, 0.965, 0.98, 0.99],
+     [0.06, 0.12, 0.25, 0.5], [0.91, 0.945, 0.97, 0.983]),
+]
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic", "akima"])
+@pytest.mark.parametrize("curve", range(len(CURVES)))
+def test_bd_equals_bjontegaard(method, curve):
+    ar, am, tr, tm = CURVES[curve]
+    ours = bd(ar, am, tr, tm, method=method)
+    ref_rate = bjontegaard.bd_rate(ar, am, tr, tm, method=method, require_matching_points=False)
+    ref_q = bjontegaard.bd_psnr(ar, am, tr, tm, method=method, require_matching_points=False)
+    assert ours.bd_rate == pytest.approx(ref_rate, rel=1e-12, abs=1e-12)
+    assert ours.bd_metric == pytest.approx(ref_q, rel=1e-12, abs=1e-12)
+    assert ours.method == method
+
+
+def test_bd_is_order_independent_and_sign_is_meaningful():
+    ar, am, tr, tm = CURVES[0]
+    shuffled = bd(ar[::-1], am[::-1], tr[::-1], tm[::-1])
+    assert shuffled.bd_rate == pytest.approx(bd(ar, am, tr, tm).bd_rate)
+    assert shuffled.bd_rate < 0  # test curve is better: fewer bits for the same PSNR
+
+
+def test_lower_is_better_metrics_negate_consistently():
+    ar = [0.1, 0.2, 0.4, 0.8]
+    lpips_a = [0.40, 0.30, 0.20, 0.12]
+    lpips_t = [0.35, 0.26, 0.17, 0.10]  # better (lower) at every rate
+    r = bd(ar, lpips_a, ar, lpips_t, higher_is_better=False)
+    ref = bjontegaard.bd_psnr(ar, [-v for v in lpips_a], ar, [-v for v in lpips_t],
+                              method="pchip", require_matching_points=False)
+    assert r.bd_metric == pytest.approx(-ref)
+    assert r.bd_metric < 0 and r.bd_rate < 0
+
+
+@pytest.mark.parametrize("rate,metric,needle", [
+    ([0.1, 0.2, 0.4], [28, 30, 33], "at least 4"),
+    ([0.1, 0.2, 0.4, 0.8], [28, 31, 30, 36], "not monotone"),
+    ([0.1, 0.2, 0.2, 0.8], [28, 30, 33, 36], "share the rate"),
+    ([0.1, 0.2, 0.4, 0.8], [28, np.nan, 33, 36], "NaN"),
+    ([0.0, 0.2, 0.4, 0.8], [28, 30, 33, 36], "positive"),
+])
+def test_malformed_curves_are_rejected_with_the_curve_named(rate, metric, needle):
+    good = CURVES[0]
+    with pytest.raises(MetricInputError, match=needle) as err:
+        bd(good[0], good[1], rate, metric, test_name="mycodec")
+    assert "mycodec" in str(err.value)
+
+
+def _write(path, bpp, psnr):
+    pd.DataFrame({"bpp": bpp, "psnr": psnr}).to_csv(path, index=False)
+    return str(path)
+
+
+def test_cli_bd_prints_the_reference_values(tmp_path, capsys):
+    ar, am, tr, tm = CURVES[1]
+    a = _write(tmp_path / "a.csv", ar, am)
+    t = _write(tmp_path / "t.csv", tr, tm)
+    assert main(["bd", "--anchor", a, "--test", t, "--method", "akima"]) == 0
+    out = capsys.readouterr().out
+    ref = bjontegaard.bd_rate(ar, am, tr, tm, method="akima", require_matching_points=False)
+    assert f"BD-rate: {ref:.4f} %" in out
+    assert "method: akima" in out
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("missing_column", "missing column"),
+    ("non_monotone", "not monotone"),
+    ("few_points", "at least 4"),
+    ("no_file", "no such file"),
+])
+def test_cli_bd_malformed_input_exits_nonzero(tmp_path, capsys, case, needle):
+    a = _write(tmp_path / "a.csv", *CURVES[0][:2])
+    if case == "missing_column":
+        pd.DataFrame({"bpp": [0.1, 0.2, 0.3, 0.4]}).to_csv(tmp_path / "t.csv", index=False)
+        t = str(tmp_path / "t.csv")
+    elif case == "non_monotone":
+        t = _write(tmp_path / "t.csv", [0.1, 0.2, 0.4, 0.8], [30, 29, 33, 35])
+    elif case == "few_points":
+        t = _write(tmp_path / "t.csv", [0.1, 0.2, 0.4], [30, 31, 33])
+    else:
+        t = str(tmp_path / "absent.csv")
+    assert main(["bd", "--anchor", a, "--test", t]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "error" in err

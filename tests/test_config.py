@@ -1,0 +1,74 @@
+"""Config errors name the key at fault before anything runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from discover.config import load_config, validate_config
+from discover.errors import ConfigError
+from discover.workflow import Plan
+
+from .conftest import ROOT, tiny_config
+
+
+def test_embedded_default_is_valid():
+    cfg = load_config(ROOT / "config.yaml")
+    assert cfg["anchor"] in cfg["codecs"]
+    assert cfg["bd"]["method"] == "pchip"
+
+
+def test_defaults_are_filled():
+    cfg = validate_config({"datasets": {"p": {"type": "photos"}},
+                           "codecs": {"j": {"type": "jpeg", "rates": [50]}}})
+    assert cfg["output_dir"] == "results"
+    assert cfg["shard_size"] >= 1
+    assert cfg["bd"]["method"] == "pchip"
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c.update(shard_sise=4), "config key shard_sise: unknown key"),
+    (lambda c: c["codecs"]["jpeg"].update(qualty=3), "codecs.jpeg.qualty: unknown key"),
+    (lambda c: c["datasets"]["scenes"].update(num_images="many"),
+     "datasets.scenes.num_images: expected integer"),
+    (lambda c: c.update(shard_size="4"), "config key shard_size: expected integer"),
+    (lambda c: c["codecs"]["hevc"].update(chroma_format="422"),
+     "codecs.hevc.chroma_format: '422' is not one of"),
+    (lambda c: c.update(anchor="vtm"), "config key anchor: 'vtm' is not a configured codec"),
+    (lambda c: c["codecs"]["jpeg"].update(rates=[]), "codecs.jpeg.rates"),
+    (lambda c: c["codecs"].update(x={"type": "command", "rates": [1]}), "codecs.x"),
+    (lambda c: c["codecs"].update(x={"type": "nonsense", "rates": [1]}),
+     "codecs.x.type: unknown codec type 'nonsense'"),
+    (lambda c: c["datasets"]["scenes"].update(protocol="imagenet-ish"),
+     "datasets.scenes.protocol: unknown protocol"),
+    (lambda c: c["bd"].update(method="linear"), "config key bd.method"),
+])
+def test_bad_config_names_the_key(mutate, needle):
+    cfg = copy.deepcopy(tiny_config())
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert needle in str(err.value)
+
+
+def test_reserved_dataset_names_are_rejected():
+    cfg = validate_config(tiny_config(datasets={"tables": {"type": "photos"}}))
+    with pytest.raises(ConfigError, match="datasets.tables"):
+        Plan(cfg)
+
+
+def test_load_config_reports_file(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("datasets: [unclosed\n")
+    with pytest.raises(ConfigError, match=str(bad)):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_schema_documents_every_top_level_key():
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert set(default) <= set(schema["properties"])
