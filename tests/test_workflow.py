@@ -1,0 +1,176 @@
+"""The Snakemake DAG end to end on a tiny config: tables, plots, report, determinism, resume,
+config-only codecs, and failures that leave finished results untouched."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from .conftest import ROOT, snakemake, tiny_config, tree_digest, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_dag_produces_tables_plots_and_report(finished_run):
+    res = finished_run / "results"
+    rd = pd.read_csv(res / "tables/scenes/rd.csv", dtype={"rate": str})
+    assert set(rd.codec) == {"jpeg", "hevc"} and len(rd) == 6
+    assert (rd.images == 4).all()
+    # bpp = all bits / all pixels, from the per-image rows of the real files
+    per_image = pd.read_csv(res / "metrics/scenes/jpeg/per_image.csv", dtype={"rate": str})
+    for rate, grp in per_image.groupby("rate"):
+        row = rd[(rd.codec == "jpeg") & (rd.rate == rate)].iloc[0]
+        assert row.bpp == pytest.approx(grp.bits.sum() / grp.pixels.sum(), rel=1e-9)
+        nbytes = sum(p.stat().st_size for p in (res / f"scenes/jpeg/{rate}").glob("s*/*.jpg"))
+        assert grp.bits.sum() == 8 * nbytes
+    # quality rises with bpp for every codec
+    for _, grp in rd.groupby("codec"):
+        grp = grp.sort_values("bpp")
+        assert grp.psnr.is_monotonic_increasing and grp.msssim.is_monotonic_increasing
+    bd = pd.read_csv(res / "tables/scenes/bd.csv")
+    assert set(bd.metric) == {"psnr", "msssim"} and (bd.method == "pchip").all()
+    assert (bd[bd.codec == "hevc"].bd_rate_pct == 0).all()
+    # 3 points < 4: BD is reported as not computed, with the reason, never invented
+    jpeg = bd[bd.codec == "jpeg"]
+    assert jpeg.bd_rate_pct.isna().all()
+    assert jpeg.note.str.contains("not computed: .*at least 4").all()
+    for metric in ("psnr", "msssim"):
+        for ext in ("png", "pdf"):
+            assert (res / f"plots/scenes/rd_{metric}.{ext}").stat().st_size > 1000
+    ann = yaml.safe_load((res / "scenes/annotations.json").read_text())
+    assert len(ann["images"]) == 4
+    # reconstructions are kept for later consumers
+    assert len(list((res / "scenes/hevc/32").glob("s*/*.png"))) == 4
+    for log in ("prepare_shard/scenes/s0000.log", "codec_shard/scenes/hevc/32/s0001.log"):
+        assert (res / "logs" / log).exists()
+    report = finished_run / "report.html"
+    proc = snakemake(finished_run, finished_run / "config.yaml", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert report.stat().st_size > 10_000
+
+
+def test_same_config_gives_byte_identical_bitstreams_and_tables(finished_run, tmp_path):
+    work = tmp_path / "run_b"
+    work.mkdir()
+    cfg = write_config(work / "config.yaml", tiny_config())
+    proc = snakemake(work, cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for pattern in ("results/scenes/*/*/s*/*.jpg", "results/scenes/*/*/s*/*.hevc",
+                    "results/scenes/*/*/s*/*.png", "results/tables/**/*.csv",
+                    "results/metrics/**/*.csv", "results/scenes/annotations.json"):
+        a, b = tree_digest(finished_run, pattern), tree_digest(work, pattern)
+        assert a and a == b, pattern
+
+
+def test_command_codec_added_through_config_only_runs_in_the_dag(copy_of_run):
+    cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
+    cfg["codecs"]["cwebp"] = {
+        "type": "command", "label": "WebP (cwebp CLI)", "extension": "webp",
+        "rates": [10, 40, 70, 95],
+        "encode": "cwebp -quiet -q {rate} {input} -o {output}",
+        "decode": "dwebp -quiet {input} -o {output}",
+    }
+    write_config(copy_of_run / "config.yaml", cfg)
+    dry = snakemake(copy_of_run, copy_of_run / "config.yaml", "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    # only the new codec's jobs and the tables that depend on it are scheduled
+    assert "prepare_shard" not in dry.stdout
+    proc = snakemake(copy_of_run, copy_of_run / "config.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rd = pd.read_csv(copy_of_run / "results/tables/scenes/rd.csv")
+    assert (rd.codec == "cwebp").sum() == 4
+    streams = list((copy_of_run / "results/scenes/cwebp/40").glob("s*/*.webp"))
+    assert len(streams) == 4 and all(p.read_bytes()[:4] == b"RIFF" for p in streams)
+
+
+def _snapshot(run):
+    return {k: v for k, v in tree_digest(run / "results").items() if not k.startswith("logs/")}
+
+
+def test_corrupt_image_fails_naming_it_and_keeps_results(copy_of_run, tmp_path):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (64, 48), (9, 9, 9)).save(imgs / "fine.png")
+    (imgs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    before = _snapshot(copy_of_run)
+    cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
+    cfg["datasets"]["mine"] = {"type": "folder", "path": str(imgs)}
+    write_config(copy_of_run / "config.yaml", cfg)
+    proc = snakemake(copy_of_run, copy_of_run / "config.yaml")
+    assert proc.returncode != 0
+    assert "corrupt.png" in proc.stderr + proc.stdout
+    after = _snapshot(copy_of_run)
+    assert {k: after[k] for k in before} == before
+    assert not (copy_of_run / "results/mine/reference/s0000").exists()
+
+
+def test_missing_encoder_binary_fails_naming_it_and_keeps_results(copy_of_run):
+    before = _snapshot(copy_of_run)
+    cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
+    cfg["codecs"]["avif"] = {"type": "avif", "rates": [40, 30], "encoder": "avifenc-missing"}
+    write_config(copy_of_run / "config.yaml", cfg)
+    proc = snakemake(copy_of_run, copy_of_run / "config.yaml", "--keep-going")
+    assert proc.returncode != 0
+    out = proc.stderr + proc.stdout
+    assert "avifenc-missing" in out and "libavif-bin" in out
+    after = _snapshot(copy_of_run)
+    assert {k: after[k] for k in before} == before
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c.update(shardsize=3), "shardsize: unknown key"),
+    (lambda c: c["datasets"].update(k={"type": "kodak", "path": "/nonexistent/kodak"}),
+     "Kodak Lossless True Color"),
+])
+def test_config_and_dataset_errors_fail_before_any_job(copy_of_run, mutate, needle):
+    before = _snapshot(copy_of_run)
+    cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
+    mutate(cfg)
+    write_config(copy_of_run / "config.yaml", cfg)
+    proc = snakemake(copy_of_run, copy_of_run / "config.yaml")
+    assert proc.returncode != 0
+    assert needle in proc.stderr + proc.stdout
+    assert _snapshot(copy_of_run) == before
+
+
+def test_resume_after_sigkill_recomputes_nothing_finished(finished_run, tmp_path):
+    work = tmp_path / "run_c"
+    work.mkdir()
+    cfg = write_config(work / "config.yaml", tiny_config())
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(work), "--configfile", str(cfg), "--cores", "1",
+           "--rerun-incomplete"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    metrics = work / "results" / "metrics"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(metrics.glob("scenes/*/*/*.csv"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # Jobs that were running when killed are marked incomplete by Snakemake (their outputs may
+    # exist); every other output is finished and must not be recomputed.
+    incomplete = {base64.urlsafe_b64decode(p.name).decode()
+                  for p in (work / ".snakemake" / "incomplete").glob("*")}
+    done = {p: p.stat().st_mtime_ns for p in metrics.glob("scenes/*/*/*.csv")
+            if str(p.relative_to(work)) not in incomplete and str(p) not in incomplete}
+    assert 2 <= len(done) < 12, "the run was not interrupted midway"
+    assert not (work / "results/tables/scenes/rd.csv").exists()
+    unlock = snakemake(work, cfg, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    rerun = snakemake(work, cfg)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for path, mtime in done.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
+    for pattern in ("results/tables/**/*.csv", "results/metrics/**/*.csv",
+                    "results/scenes/*/*/s*/*.hevc", "results/scenes/*/*/s*/*.jpg"):
+        assert tree_digest(work, pattern) == tree_digest(finished_run, pattern), pattern
