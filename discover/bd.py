@@ -51,9 +51,17 @@ def check_curve(rate, metric, name: str, min_points: int = 4) -> tuple[np.ndarra
     return rate, metric
 
 
-def bd(anchor_rate, anchor_metric, test_rate, test_metric, method: str = "pchip",
-       anchor_name: str = "anchor", test_name: str = "test", min_points: int = 4,
-       higher_is_better: bool = True) -> BDResult:
+def bd(
+    anchor_rate,
+    anchor_metric,
+    test_rate,
+    test_metric,
+    method: str = "pchip",
+    anchor_name: str = "anchor",
+    test_name: str = "test",
+    min_points: int = 4,
+    higher_is_better: bool = True,
+) -> BDResult:
     """BD-rate and BD-metric of ``test`` against ``anchor``.
 
     For metrics where lower is better (LPIPS, FID, DISTS) pass ``higher_is_better=False``: the
@@ -63,13 +71,13 @@ def bd(anchor_rate, anchor_metric, test_rate, test_metric, method: str = "pchip"
     if method not in METHODS:
         raise MetricInputError(f"unknown BD method {method!r} (one of {', '.join(METHODS)})")
     sign = 1.0 if higher_is_better else -1.0
-    ar, am = check_curve(anchor_rate, sign * np.asarray(anchor_metric, float), anchor_name,
-                         min_points)
+    ar, am = check_curve(
+        anchor_rate, sign * np.asarray(anchor_metric, float), anchor_name, min_points
+    )
     tr, tm = check_curve(test_rate, sign * np.asarray(test_metric, float), test_name, min_points)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rate = bjontegaard.bd_rate(ar, am, tr, tm, method=method, require_matching_points=False)
-        quality = bjontegaard.bd_psnr(ar, am, tr, tm, method=method,
-                                      require_matching_points=False)
+        quality = bjontegaard.bd_psnr(ar, am, tr, tm, method=method, require_matching_points=False)
     note = "; ".join(sorted({str(w.message) for w in caught}))
     return BDResult(float(rate), sign * float(quality), method, note)

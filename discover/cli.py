@@ -21,8 +21,10 @@ def _read_curve(path: str, metric: str) -> tuple[pd.Series, pd.Series]:
         raise DiscoverError(f"{path}: not a readable CSV ({exc})") from exc
     missing = [c for c in ("bpp", metric) if c not in df.columns]
     if missing:
-        raise DiscoverError(f"{path}: missing column(s) {', '.join(missing)} "
-                            f"(has: {', '.join(map(str, df.columns))})")
+        raise DiscoverError(
+            f"{path}: missing column(s) {', '.join(missing)} "
+            f"(has: {', '.join(map(str, df.columns))})"
+        )
     try:
         return df["bpp"].astype(float), df[metric].astype(float)
     except ValueError as exc:
@@ -34,8 +36,16 @@ def cmd_bd(args: argparse.Namespace) -> int:
 
     ar, am = _read_curve(args.anchor, args.metric)
     tr, tm = _read_curve(args.test, args.metric)
-    r = bd(ar, am, tr, tm, method=args.method, anchor_name=args.anchor, test_name=args.test,
-           higher_is_better=not args.lower_is_better)
+    r = bd(
+        ar,
+        am,
+        tr,
+        tm,
+        method=args.method,
+        anchor_name=args.anchor,
+        test_name=args.test,
+        higher_is_better=not args.lower_is_better,
+    )
     print(f"method: {r.method}")
     print(f"BD-rate: {r.bd_rate:.4f} %")
     print(f"BD-{args.metric}: {r.bd_metric:.6f}")
@@ -55,8 +65,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("datasets:")
     for name in plan.datasets:
         entry = config["datasets"][name]
-        print(f"  {name:<16} {entry['type']:<18} {plan.num_images(name):>7} images "
-              f"{len(plan.shards(name)):>5} shards")
+        print(
+            f"  {name:<16} {entry['type']:<18} {plan.num_images(name):>7} images "
+            f"{len(plan.shards(name)):>5} shards"
+        )
     print("codecs:")
     for name in plan.codecs:
         entry = config["codecs"][name]
@@ -94,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", required=True, help="RD CSV of the tested codec")
     p.add_argument("--metric", default="psnr", help="quality column (default psnr)")
     p.add_argument("--method", default="pchip", choices=["pchip", "cubic", "akima"])
-    p.add_argument("--lower-is-better", action="store_true",
-                   help="the metric improves downwards (LPIPS, DISTS, FID)")
+    p.add_argument(
+        "--lower-is-better",
+        action="store_true",
+        help="the metric improves downwards (LPIPS, DISTS, FID)",
+    )
     p.set_defaults(func=cmd_bd)
 
     p = sub.add_parser("info", help="summarise a config: datasets, codecs, job counts")

@@ -15,15 +15,27 @@ from discover.io import atomic_path  # noqa: E402
 METRIC_LABELS = {"psnr": "PSNR (dB)", "msssim": "MS-SSIM"}
 
 
-def rd_plot(rd: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, title: str,
-            anchor: str | None = None) -> None:
+def rd_plot(
+    rd: pd.DataFrame,
+    metric: str,
+    png: str | Path,
+    pdf: str | Path,
+    title: str,
+    anchor: str | None = None,
+) -> None:
     """One curve per codec, bpp on x; the anchor is drawn thicker."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
     for codec, df in rd.groupby("codec", sort=False):
         df = df.sort_values("bpp")
         label = str(df["label"].iloc[0]) + (" (anchor)" if codec == anchor else "")
-        ax.plot(df["bpp"], df[metric], marker="o", markersize=3,
-                linewidth=2.2 if codec == anchor else 1.3, label=label)
+        ax.plot(
+            df["bpp"],
+            df[metric],
+            marker="o",
+            markersize=3,
+            linewidth=2.2 if codec == anchor else 1.3,
+            label=label,
+        )
     ax.set_xlabel("bpp (all bits / all pixels)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.set_title(title)
@@ -33,6 +45,7 @@ def rd_plot(rd: pd.DataFrame, metric: str, png: str | Path, pdf: str | Path, tit
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})
     with atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Producer": None,
-                                                 "Creator": None})
+        fig.savefig(
+            tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None}
+        )
     plt.close(fig)

@@ -37,8 +37,15 @@ def prepare_shard(config: Mapping[str, Any], dataset: str, shard: str, out_dir: 
             h, w = image.shape[:2]
             Image.fromarray(image).save(tmp / f"{item.id}.png", format="PNG", compress_level=1)
             sizes[item.id] = (w, h)
-            rows.append({"id": item.id, "width": w, "height": h, "label": ds.label(item),
-                         "source": item.source})
+            rows.append(
+                {
+                    "id": item.id,
+                    "width": w,
+                    "height": h,
+                    "label": ds.label(item),
+                    "source": item.source,
+                }
+            )
         pd.DataFrame(rows).to_csv(tmp / INDEX, index=False)
         if ds.has_annotations:
             ann = ds.annotations(items, sizes)
@@ -68,9 +75,15 @@ def read_index(reference_dir: str | Path) -> pd.DataFrame:
 
 
 # -- codecs ---------------------------------------------------------------------------------
-def run_codec_shard(config: Mapping[str, Any], codec: str, rate: str,
-                    reference_dir: str | Path, out_dir: str | Path, metrics_csv: str | Path,
-                    threads: int = 1) -> pd.DataFrame:
+def run_codec_shard(
+    config: Mapping[str, Any],
+    codec: str,
+    rate: str,
+    reference_dir: str | Path,
+    out_dir: str | Path,
+    metrics_csv: str | Path,
+    threads: int = 1,
+) -> pd.DataFrame:
     """Encode and decode every image of a reference shard; record bits and fidelity.
 
     ``out_dir`` receives ``{id}.{ext}`` bitstreams and ``{id}.png`` reconstructions;
@@ -98,8 +111,14 @@ def run_codec_shard(config: Mapping[str, Any], codec: str, rate: str,
             Image.fromarray(out).save(tmp / f"{rec.id}.png", format="PNG", compress_level=1)
             bits = 8 * stream.stat().st_size
             pixels = int(rec.width) * int(rec.height)
-            row = {"id": rec.id, "width": int(rec.width), "height": int(rec.height),
-                   "pixels": pixels, "bits": bits, "bpp": bits / pixels}
+            row = {
+                "id": rec.id,
+                "width": int(rec.width),
+                "height": int(rec.height),
+                "pixels": pixels,
+                "bits": bits,
+                "bpp": bits / pixels,
+            }
             for m in metrics:
                 row[m] = FIDELITY_METRICS[m](ref, out)
             row["encode_s"] = round(t1 - t0, 6)
@@ -121,9 +140,14 @@ def _rate_value(rates: Sequence, rate: str, codec: str):
 
 
 # -- aggregation ----------------------------------------------------------------------------
-def aggregate_rd(config: Mapping[str, Any], dataset: str, codec: str,
-                 shard_csvs: Mapping[str, Sequence[str | Path]], rd_csv: str | Path,
-                 per_image_csv: str | Path) -> pd.DataFrame:
+def aggregate_rd(
+    config: Mapping[str, Any],
+    dataset: str,
+    codec: str,
+    shard_csvs: Mapping[str, Sequence[str | Path]],
+    rd_csv: str | Path,
+    per_image_csv: str | Path,
+) -> pd.DataFrame:
     """One RD row per rate point: bpp = all bits / all pixels (the paper's definition); quality
     metrics are means over images. Per-image rows are kept alongside."""
     entry = config["codecs"][codec]
@@ -134,9 +158,15 @@ def aggregate_rd(config: Mapping[str, Any], dataset: str, codec: str,
         df = pd.concat(parts, ignore_index=True)
         df.insert(0, "rate", str(rate))
         per_image.append(df)
-        row = {"dataset": dataset, "codec": codec, "label": entry.get("label", codec),
-               "rate": str(rate), "images": len(df), "bits": int(df["bits"].sum()),
-               "pixels": int(df["pixels"].sum())}
+        row = {
+            "dataset": dataset,
+            "codec": codec,
+            "label": entry.get("label", codec),
+            "rate": str(rate),
+            "images": len(df),
+            "bits": int(df["bits"].sum()),
+            "pixels": int(df["pixels"].sum()),
+        }
         row["bpp"] = row["bits"] / row["pixels"]
         row["bpp_mean_per_image"] = float(df["bpp"].mean())
         for m in metrics:
@@ -157,8 +187,9 @@ def combine_rd(rd_csvs: Sequence[str | Path], out_csv: str | Path) -> pd.DataFra
     return df
 
 
-def bd_table(config: Mapping[str, Any], dataset: str, rd_csv: str | Path,
-             out_csv: str | Path) -> pd.DataFrame:
+def bd_table(
+    config: Mapping[str, Any], dataset: str, rd_csv: str | Path, out_csv: str | Path
+) -> pd.DataFrame:
     """BD-rate and BD-metric of every codec against the configured anchor, per metric."""
     from discover.bd import bd
     from discover.errors import MetricInputError
@@ -172,19 +203,35 @@ def bd_table(config: Mapping[str, Any], dataset: str, rd_csv: str | Path,
     rows = []
     for codec, t in rd.groupby("codec", sort=False):
         for m in metrics:
-            row = {"dataset": dataset, "codec": codec, "label": t["label"].iloc[0],
-                   "anchor": anchor, "metric": m, "method": method}
+            row = {
+                "dataset": dataset,
+                "codec": codec,
+                "label": t["label"].iloc[0],
+                "anchor": anchor,
+                "metric": m,
+                "method": method,
+            }
             if codec == anchor:
                 row.update(bd_rate_pct=0.0, bd_metric=0.0, note="anchor")
             else:
                 try:
-                    r = bd(a["bpp"], a[m], t["bpp"], t[m], method=method, anchor_name=
-                           f"{dataset}/{anchor}/{m}", test_name=f"{dataset}/{codec}/{m}",
-                           min_points=min_points)
+                    r = bd(
+                        a["bpp"],
+                        a[m],
+                        t["bpp"],
+                        t[m],
+                        method=method,
+                        anchor_name=f"{dataset}/{anchor}/{m}",
+                        test_name=f"{dataset}/{codec}/{m}",
+                        min_points=min_points,
+                    )
                     row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
                 except MetricInputError as exc:
-                    row.update(bd_rate_pct=float("nan"), bd_metric=float("nan"),
-                               note=f"not computed: {exc}")
+                    row.update(
+                        bd_rate_pct=float("nan"),
+                        bd_metric=float("nan"),
+                        note=f"not computed: {exc}",
+                    )
             rows.append(row)
     df = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:

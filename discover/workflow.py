@@ -24,8 +24,10 @@ class Plan:
         self.out = config.get("output_dir", "results").rstrip("/")
         for name in config["datasets"]:
             if name in RESERVED_DATASET_NAMES:
-                raise ConfigError(f"config key datasets.{name}: the name {name!r} is reserved "
-                                  f"for outputs ({', '.join(sorted(RESERVED_DATASET_NAMES))})")
+                raise ConfigError(
+                    f"config key datasets.{name}: the name {name!r} is reserved "
+                    f"for outputs ({', '.join(sorted(RESERVED_DATASET_NAMES))})"
+                )
         for name in config["codecs"]:
             if name in RESERVED_CODEC_NAMES:
                 raise ConfigError(f"config key codecs.{name}: the name {name!r} is reserved")
@@ -65,13 +67,17 @@ class Plan:
     # -- narrowed per-job configs ----------------------------------------------------------
     def dataset_job_config(self, dataset: str) -> dict:
         c = self.config
-        return {"seed": c.get("seed", 0), "shard_size": c["shard_size"],
-                "protocols": c.get("protocols", {}),
-                "datasets": {dataset: c["datasets"][dataset]}}
+        return {
+            "seed": c.get("seed", 0),
+            "shard_size": c["shard_size"],
+            "protocols": c.get("protocols", {}),
+            "datasets": {dataset: c["datasets"][dataset]},
+        }
 
     def codec_job_config(self, codec: str, rate: str) -> dict:
-        entry = {k: v for k, v in self.config["codecs"][codec].items()
-                 if k not in ("rates", "label")}
+        entry = {
+            k: v for k, v in self.config["codecs"][codec].items() if k not in ("rates", "label")
+        }
         value = next(r for r in self.config["codecs"][codec]["rates"] if str(r) == rate)
         entry["rates"] = [value]
         return {"codecs": {codec: entry}, "metrics": self.metrics}

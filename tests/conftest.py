@@ -23,8 +23,14 @@ def tiny_config(out: str = "results", **overrides) -> dict:
         "seed": 0,
         "shard_size": 2,
         "datasets": {
-            "scenes": {"type": "synthetic-scenes", "split": "val", "num_images": 4,
-                       "min_size": 96, "max_size": 136, "max_objects": 3},
+            "scenes": {
+                "type": "synthetic-scenes",
+                "split": "val",
+                "num_images": 4,
+                "min_size": 96,
+                "max_size": 136,
+                "max_objects": 3,
+            },
         },
         "codecs": {
             "jpeg": {"type": "jpeg", "rates": [15, 50, 90]},
@@ -43,13 +49,32 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str, cores: int = 2,
-              timeout: int = 600, **popen) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(configfile), "--cores", str(cores),
-           "--rerun-incomplete", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONHASHSEED": "0"}, **popen)
+def snakemake(
+    workdir: Path, configfile: Path, *args: str, cores: int = 2, timeout: int = 600, **popen
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        str(cores),
+        "--rerun-incomplete",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        **popen,
+    )
 
 
 def tree_digest(root: Path, pattern: str = "**/*") -> dict[str, str]:

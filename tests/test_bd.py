@@ -13,12 +13,24 @@ from discover.errors import MetricInputError
 
 # (anchor rate, anchor psnr, test rate, test psnr): realistic, shifted, different point counts
 CURVES = [
-    ([0.1, 0.2, 0.4, 0.8], [28.0, 30.5, 33.2, 36.1], [0.08, 0.17, 0.35, 0.72],
-     [28.3, 30.9, 33.5, 36.4]),
-    ([0.12, 0.25, 0.5, 1.0, 2.0], [27.1, 29.9, 32.8, 35.6, 38.9],
-     [0.1, 0.21, 0.44, 0.9, 1.8], [26.5, 29.1, 32.0, 35.2, 38.0]),
-    ([0.05, 0.11, 0.23, 0.47, 0.95], [0.90, 0.94, 0.965, 0.98, 0.99],
-     [0.06, 0.12, 0.25, 0.5], [0.91, 0.945, 0.97, 0.983]),
+    (
+        [0.1, 0.2, 0.4, 0.8],
+        [28.0, 30.5, 33.2, 36.1],
+        [0.08, 0.17, 0.35, 0.72],
+        [28.3, 30.9, 33.5, 36.4],
+    ),
+    (
+        [0.12, 0.25, 0.5, 1.0, 2.0],
+        [27.1, 29.9, 32.8, 35.6, 38.9],
+        [0.1, 0.21, 0.44, 0.9, 1.8],
+        [26.5, 29.1, 32.0, 35.2, 38.0],
+    ),
+    (
+        [0.05, 0.11, 0.23, 0.47, 0.95],
+        [0.90, 0.94, 0.965, 0.98, 0.99],
+        [0.06, 0.12, 0.25, 0.5],
+        [0.91, 0.945, 0.97, 0.983],
+    ),
 ]
 
 
@@ -46,19 +58,28 @@ def test_lower_is_better_metrics_negate_consistently():
     lpips_a = [0.40, 0.30, 0.20, 0.12]
     lpips_t = [0.35, 0.26, 0.17, 0.10]  # better (lower) at every rate
     r = bd(ar, lpips_a, ar, lpips_t, higher_is_better=False)
-    ref = bjontegaard.bd_psnr(ar, [-v for v in lpips_a], ar, [-v for v in lpips_t],
-                              method="pchip", require_matching_points=False)
+    ref = bjontegaard.bd_psnr(
+        ar,
+        [-v for v in lpips_a],
+        ar,
+        [-v for v in lpips_t],
+        method="pchip",
+        require_matching_points=False,
+    )
     assert r.bd_metric == pytest.approx(-ref)
     assert r.bd_metric < 0 and r.bd_rate < 0
 
 
-@pytest.mark.parametrize("rate,metric,needle", [
-    ([0.1, 0.2, 0.4], [28, 30, 33], "at least 4"),
-    ([0.1, 0.2, 0.4, 0.8], [28, 31, 30, 36], "not monotone"),
-    ([0.1, 0.2, 0.2, 0.8], [28, 30, 33, 36], "share the rate"),
-    ([0.1, 0.2, 0.4, 0.8], [28, np.nan, 33, 36], "NaN"),
-    ([0.0, 0.2, 0.4, 0.8], [28, 30, 33, 36], "positive"),
-])
+@pytest.mark.parametrize(
+    "rate,metric,needle",
+    [
+        ([0.1, 0.2, 0.4], [28, 30, 33], "at least 4"),
+        ([0.1, 0.2, 0.4, 0.8], [28, 31, 30, 36], "not monotone"),
+        ([0.1, 0.2, 0.2, 0.8], [28, 30, 33, 36], "share the rate"),
+        ([0.1, 0.2, 0.4, 0.8], [28, np.nan, 33, 36], "NaN"),
+        ([0.0, 0.2, 0.4, 0.8], [28, 30, 33, 36], "positive"),
+    ],
+)
 def test_malformed_curves_are_rejected_with_the_curve_named(rate, metric, needle):
     good = CURVES[0]
     with pytest.raises(MetricInputError, match=needle) as err:
@@ -82,12 +103,15 @@ def test_cli_bd_prints_the_reference_values(tmp_path, capsys):
     assert "method: akima" in out
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("missing_column", "missing column"),
-    ("non_monotone", "not monotone"),
-    ("few_points", "at least 4"),
-    ("no_file", "no such file"),
-])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("missing_column", "missing column"),
+        ("non_monotone", "not monotone"),
+        ("few_points", "at least 4"),
+        ("no_file", "no such file"),
+    ],
+)
 def test_cli_bd_malformed_input_exits_nonzero(tmp_path, capsys, case, needle):
     a = _write(tmp_path / "a.csv", *CURVES[0][:2])
     if case == "missing_column":

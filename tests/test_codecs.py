@@ -20,9 +20,13 @@ CODECS = {
     "avif": {"type": "avif", "rates": [50, 35, 20]},
     "hevc": {"type": "hevc", "rates": [42, 32, 22]},
     "hevc420": {"type": "hevc", "rates": [42, 32, 22], "chroma_format": "420"},
-    "cwebp": {"type": "command", "rates": [10, 50, 90], "extension": "webp",
-              "encode": "cwebp -quiet -q {rate} {input} -o {output}",
-              "decode": "dwebp -quiet {input} -o {output}"},
+    "cwebp": {
+        "type": "command",
+        "rates": [10, 50, 90],
+        "extension": "webp",
+        "encode": "cwebp -quiet -q {rate} {input} -o {output}",
+        "decode": "dwebp -quiet {input} -o {output}",
+    },
 }
 CONFIG = {"codecs": CODECS, "metrics": ["psnr", "msssim"]}
 
@@ -71,9 +75,12 @@ def test_bpp_is_eight_times_bytes_over_pixels(image, tmp_path):
     ref.mkdir()
     Image.fromarray(image).save(ref / "a.png")
     Image.fromarray(image[:100, :77]).save(ref / "b.png")
-    pd.DataFrame([{"id": "a", "width": 131, "height": 131, "label": 0, "source": "x"},
-                  {"id": "b", "width": 77, "height": 100, "label": 0, "source": "y"}]
-                 ).to_csv(ref / "index.csv", index=False)
+    pd.DataFrame(
+        [
+            {"id": "a", "width": 131, "height": 131, "label": 0, "source": "x"},
+            {"id": "b", "width": 77, "height": 100, "label": 0, "source": "y"},
+        ]
+    ).to_csv(ref / "index.csv", index=False)
     out, csv = tmp_path / "out", tmp_path / "m.csv"
     run_codec_shard(CONFIG, "hevc", "32", ref, out, csv)
     df = pd.read_csv(csv, dtype={"id": str})
@@ -95,17 +102,33 @@ def test_missing_encoder_binary_names_binary_and_package(image, tmp_path):
 
 
 def test_command_codec_missing_program_is_named(image, tmp_path):
-    cfg = {"codecs": {"c": {"type": "command", "rates": [1], "extension": "bin",
-                            "encode": "no-such-encoder {input} {output}",
-                            "decode": "cat {input} > {output}"}}}
+    cfg = {
+        "codecs": {
+            "c": {
+                "type": "command",
+                "rates": [1],
+                "extension": "bin",
+                "encode": "no-such-encoder {input} {output}",
+                "decode": "cat {input} > {output}",
+            }
+        }
+    }
     with pytest.raises(CodecError, match="no-such-encoder"):
         get_codec("c", cfg).encode(image, 1, tmp_path / "a.bin")
 
 
 def test_failing_command_reports_exit_and_stderr(image, tmp_path):
-    cfg = {"codecs": {"c": {"type": "command", "rates": [1], "extension": "bin",
-                            "encode": "sh -c 'echo broken >&2; exit 3' {input} {output}",
-                            "decode": "cat {input} > {output}"}}}
+    cfg = {
+        "codecs": {
+            "c": {
+                "type": "command",
+                "rates": [1],
+                "extension": "bin",
+                "encode": "sh -c 'echo broken >&2; exit 3' {input} {output}",
+                "decode": "cat {input} > {output}",
+            }
+        }
+    }
     with pytest.raises(CodecError, match=r"exit 3\)(.|\n)*broken"):
         get_codec("c", cfg).encode(image, 1, tmp_path / "a.bin")
 

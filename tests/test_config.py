@@ -21,30 +21,42 @@ def test_embedded_default_is_valid():
 
 
 def test_defaults_are_filled():
-    cfg = validate_config({"datasets": {"p": {"type": "photos"}},
-                           "codecs": {"j": {"type": "jpeg", "rates": [50]}}})
+    cfg = validate_config(
+        {"datasets": {"p": {"type": "photos"}}, "codecs": {"j": {"type": "jpeg", "rates": [50]}}}
+    )
     assert cfg["output_dir"] == "results"
     assert cfg["shard_size"] >= 1
     assert cfg["bd"]["method"] == "pchip"
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c.update(shard_sise=4), "config key shard_sise: unknown key"),
-    (lambda c: c["codecs"]["jpeg"].update(qualty=3), "codecs.jpeg.qualty: unknown key"),
-    (lambda c: c["datasets"]["scenes"].update(num_images="many"),
-     "datasets.scenes.num_images: expected integer"),
-    (lambda c: c.update(shard_size="4"), "config key shard_size: expected integer"),
-    (lambda c: c["codecs"]["hevc"].update(chroma_format="422"),
-     "codecs.hevc.chroma_format: '422' is not one of"),
-    (lambda c: c.update(anchor="vtm"), "config key anchor: 'vtm' is not a configured codec"),
-    (lambda c: c["codecs"]["jpeg"].update(rates=[]), "codecs.jpeg.rates"),
-    (lambda c: c["codecs"].update(x={"type": "command", "rates": [1]}), "codecs.x"),
-    (lambda c: c["codecs"].update(x={"type": "nonsense", "rates": [1]}),
-     "codecs.x.type: unknown codec type 'nonsense'"),
-    (lambda c: c["datasets"]["scenes"].update(protocol="imagenet-ish"),
-     "datasets.scenes.protocol: unknown protocol"),
-    (lambda c: c["bd"].update(method="linear"), "config key bd.method"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: c.update(shard_sise=4), "config key shard_sise: unknown key"),
+        (lambda c: c["codecs"]["jpeg"].update(qualty=3), "codecs.jpeg.qualty: unknown key"),
+        (
+            lambda c: c["datasets"]["scenes"].update(num_images="many"),
+            "datasets.scenes.num_images: expected integer",
+        ),
+        (lambda c: c.update(shard_size="4"), "config key shard_size: expected integer"),
+        (
+            lambda c: c["codecs"]["hevc"].update(chroma_format="422"),
+            "codecs.hevc.chroma_format: '422' is not one of",
+        ),
+        (lambda c: c.update(anchor="vtm"), "config key anchor: 'vtm' is not a configured codec"),
+        (lambda c: c["codecs"]["jpeg"].update(rates=[]), "codecs.jpeg.rates"),
+        (lambda c: c["codecs"].update(x={"type": "command", "rates": [1]}), "codecs.x"),
+        (
+            lambda c: c["codecs"].update(x={"type": "nonsense", "rates": [1]}),
+            "codecs.x.type: unknown codec type 'nonsense'",
+        ),
+        (
+            lambda c: c["datasets"]["scenes"].update(protocol="imagenet-ish"),
+            "datasets.scenes.protocol: unknown protocol",
+        ),
+        (lambda c: c["bd"].update(method="linear"), "config key bd.method"),
+    ],
+)
 def test_bad_config_names_the_key(mutate, needle):
     cfg = copy.deepcopy(tiny_config())
     mutate(cfg)

@@ -18,14 +18,16 @@ from discover.stages import merge_annotations, prepare_shard
 
 
 def _cfg(**datasets):
-    return validate_config({"datasets": datasets,
-                            "codecs": {"jpeg": {"type": "jpeg", "rates": [50]}},
-                            "shard_size": 3})
+    return validate_config(
+        {"datasets": datasets, "codecs": {"jpeg": {"type": "jpeg", "rates": [50]}}, "shard_size": 3}
+    )
 
 
 def test_synthetic_scenes_are_deterministic_and_split_dependent():
-    cfg = _cfg(a={"type": "synthetic-scenes", "num_images": 3},
-               b={"type": "synthetic-scenes", "split": "train", "num_images": 3})
+    cfg = _cfg(
+        a={"type": "synthetic-scenes", "num_images": 3},
+        b={"type": "synthetic-scenes", "split": "train", "num_images": 3},
+    )
     a1, a2 = get_dataset("a", cfg), get_dataset("a", cfg)
     b = get_dataset("b", cfg)
     item = a1.list_items()[1]
@@ -50,8 +52,7 @@ def test_synthetic_scenes_cover_all_categories_and_sizes():
 
 
 def test_prepared_annotations_load_in_pycocotools(tmp_path):
-    cfg = _cfg(s={"type": "synthetic-scenes", "num_images": 5, "min_size": 96,
-                  "max_size": 128})
+    cfg = _cfg(s={"type": "synthetic-scenes", "num_images": 5, "min_size": 96, "max_size": 128})
     ds = get_dataset("s", cfg)
     shards = shard_ids(len(ds.list_items()), cfg["shard_size"])
     assert shards == ["s0000", "s0001"]
@@ -81,15 +82,26 @@ def test_photos_dataset_is_offline():
     assert ds.load(items[1]).shape == (400, 600, 3)
 
 
-@pytest.mark.parametrize("entry,needle", [
-    ({"type": "kodak", "path": "/nonexistent/kodak"}, "Kodak"),
-    ({"type": "clic2020", "path": "/nonexistent/clic"}, "CLIC 2020"),
-    ({"type": "folder", "path": "/nonexistent/imgs"}, "/nonexistent/imgs"),
-    ({"type": "coco", "images": "/nonexistent/val2017", "annotations": "/nonexistent/i.json"},
-     "instances_val2017.json"),
-    ({"type": "imagenet", "images": "/nonexistent/val", "labels": "/nonexistent/l.txt"},
-     "ILSVRC2012"),
-])
+@pytest.mark.parametrize(
+    "entry,needle",
+    [
+        ({"type": "kodak", "path": "/nonexistent/kodak"}, "Kodak"),
+        ({"type": "clic2020", "path": "/nonexistent/clic"}, "CLIC 2020"),
+        ({"type": "folder", "path": "/nonexistent/imgs"}, "/nonexistent/imgs"),
+        (
+            {
+                "type": "coco",
+                "images": "/nonexistent/val2017",
+                "annotations": "/nonexistent/i.json",
+            },
+            "instances_val2017.json",
+        ),
+        (
+            {"type": "imagenet", "images": "/nonexistent/val", "labels": "/nonexistent/l.txt"},
+            "ILSVRC2012",
+        ),
+    ],
+)
 def test_missing_dataset_says_what_to_download_and_where(entry, needle):
     with pytest.raises(DatasetError) as err:
         get_dataset("d", _cfg(d=entry)).list_items()
@@ -128,8 +140,16 @@ def test_clic_protocol_resizes_short_side_and_center_crops():
 def test_imagenet_label_file_errors_name_the_line(tmp_path):
     (tmp_path / "val").mkdir()
     (tmp_path / "labels.txt").write_text("a.JPEG 3\nb.JPEG three\n")
-    ds = get_dataset("i", _cfg(i={"type": "imagenet", "images": str(tmp_path / "val"),
-                                  "labels": str(tmp_path / "labels.txt")}))
+    ds = get_dataset(
+        "i",
+        _cfg(
+            i={
+                "type": "imagenet",
+                "images": str(tmp_path / "val"),
+                "labels": str(tmp_path / "labels.txt"),
+            }
+        ),
+    )
     with pytest.raises(DatasetError, match="line 2"):
         ds.list_items()
 
@@ -137,11 +157,19 @@ def test_imagenet_label_file_errors_name_the_line(tmp_path):
 def test_coco_size_mismatch_names_the_image(tmp_path):
     (tmp_path / "val").mkdir()
     Image.new("RGB", (20, 10)).save(tmp_path / "val" / "000000000001.jpg")
-    ann = {"images": [{"id": 1, "file_name": "000000000001.jpg", "width": 30, "height": 10}],
-           "annotations": [], "categories": [{"id": 1, "name": "x"}]}
+    ann = {
+        "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 30, "height": 10}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "x"}],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(ann))
-    cfg = _cfg(c={"type": "coco", "images": str(tmp_path / "val"),
-                  "annotations": str(tmp_path / "ann.json")})
+    cfg = _cfg(
+        c={
+            "type": "coco",
+            "images": str(tmp_path / "val"),
+            "annotations": str(tmp_path / "ann.json"),
+        }
+    )
     with pytest.raises(DatasetError, match="image id 1"):
         prepare_shard(cfg, "c", "s0000", tmp_path / "out")
     assert not (tmp_path / "out").exists()

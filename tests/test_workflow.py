@@ -64,9 +64,14 @@ def test_same_config_gives_byte_identical_bitstreams_and_tables(finished_run, tm
     cfg = write_config(work / "config.yaml", tiny_config())
     proc = snakemake(work, cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for pattern in ("results/scenes/*/*/s*/*.jpg", "results/scenes/*/*/s*/*.hevc",
-                    "results/scenes/*/*/s*/*.png", "results/tables/**/*.csv",
-                    "results/metrics/**/*.csv", "results/scenes/annotations.json"):
+    for pattern in (
+        "results/scenes/*/*/s*/*.jpg",
+        "results/scenes/*/*/s*/*.hevc",
+        "results/scenes/*/*/s*/*.png",
+        "results/tables/**/*.csv",
+        "results/metrics/**/*.csv",
+        "results/scenes/annotations.json",
+    ):
         a, b = tree_digest(finished_run, pattern), tree_digest(work, pattern)
         assert a and a == b, pattern
 
@@ -74,7 +79,9 @@ def test_same_config_gives_byte_identical_bitstreams_and_tables(finished_run, tm
 def test_command_codec_added_through_config_only_runs_in_the_dag(copy_of_run):
     cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
     cfg["codecs"]["cwebp"] = {
-        "type": "command", "label": "WebP (cwebp CLI)", "extension": "webp",
+        "type": "command",
+        "label": "WebP (cwebp CLI)",
+        "extension": "webp",
         "rates": [10, 40, 70, 95],
         "encode": "cwebp -quiet -q {rate} {input} -o {output}",
         "decode": "dwebp -quiet {input} -o {output}",
@@ -126,11 +133,16 @@ def test_missing_encoder_binary_fails_naming_it_and_keeps_results(copy_of_run):
     assert {k: after[k] for k in before} == before
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c.update(shardsize=3), "shardsize: unknown key"),
-    (lambda c: c["datasets"].update(k={"type": "kodak", "path": "/nonexistent/kodak"}),
-     "Kodak Lossless True Color"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: c.update(shardsize=3), "shardsize: unknown key"),
+        (
+            lambda c: c["datasets"].update(k={"type": "kodak", "path": "/nonexistent/kodak"}),
+            "Kodak Lossless True Color",
+        ),
+    ],
+)
 def test_config_and_dataset_errors_fail_before_any_job(copy_of_run, mutate, needle):
     before = _snapshot(copy_of_run)
     cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
@@ -146,11 +158,23 @@ def test_resume_after_sigkill_recomputes_nothing_finished(finished_run, tmp_path
     work = tmp_path / "run_c"
     work.mkdir()
     cfg = write_config(work / "config.yaml", tiny_config())
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(work), "--configfile", str(cfg), "--cores", "1",
-           "--rerun-incomplete"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "1",
+        "--rerun-incomplete",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     metrics = work / "results" / "metrics"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(metrics.glob("scenes/*/*/*.csv"))) < 3:
@@ -159,10 +183,15 @@ def test_resume_after_sigkill_recomputes_nothing_finished(finished_run, tmp_path
     proc.wait()
     # Jobs that were running when killed are marked incomplete by Snakemake (their outputs may
     # exist); every other output is finished and must not be recomputed.
-    incomplete = {base64.urlsafe_b64decode(p.name).decode()
-                  for p in (work / ".snakemake" / "incomplete").glob("*")}
-    done = {p: p.stat().st_mtime_ns for p in metrics.glob("scenes/*/*/*.csv")
-            if str(p.relative_to(work)) not in incomplete and str(p) not in incomplete}
+    incomplete = {
+        base64.urlsafe_b64decode(p.name).decode()
+        for p in (work / ".snakemake" / "incomplete").glob("*")
+    }
+    done = {
+        p: p.stat().st_mtime_ns
+        for p in metrics.glob("scenes/*/*/*.csv")
+        if str(p.relative_to(work)) not in incomplete and str(p) not in incomplete
+    }
     assert 2 <= len(done) < 12, "the run was not interrupted midway"
     assert not (work / "results/tables/scenes/rd.csv").exists()
     unlock = snakemake(work, cfg, "--unlock")
@@ -171,6 +200,10 @@ def test_resume_after_sigkill_recomputes_nothing_finished(finished_run, tmp_path
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for path, mtime in done.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
-    for pattern in ("results/tables/**/*.csv", "results/metrics/**/*.csv",
-                    "results/scenes/*/*/s*/*.hevc", "results/scenes/*/*/s*/*.jpg"):
+    for pattern in (
+        "results/tables/**/*.csv",
+        "results/metrics/**/*.csv",
+        "results/scenes/*/*/s*/*.hevc",
+        "results/scenes/*/*/s*/*.jpg",
+    ):
         assert tree_digest(work, pattern) == tree_digest(finished_run, pattern), pattern

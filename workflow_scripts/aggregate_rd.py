@@ -3,12 +3,18 @@ from pathlib import Path
 from discover import stages
 from discover.rule_context import rule_context
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with rule_context(smk):
     # .../metrics/{dataset}/{codec}/{rate}/{shard}.csv -> csvs grouped by rate
     by_rate: dict[str, list[str]] = {}
     for path in smk.input:
         by_rate.setdefault(Path(path).parent.name, []).append(path)
     config = {"codecs": {smk.wildcards.codec: smk.params.codec}, "metrics": smk.params.metrics}
-    stages.aggregate_rd(config, smk.wildcards.dataset, smk.wildcards.codec, by_rate,
-                        smk.output.rd, smk.output.per_image)
+    stages.aggregate_rd(
+        config,
+        smk.wildcards.dataset,
+        smk.wildcards.codec,
+        by_rate,
+        smk.output.rd,
+        smk.output.per_image,
+    )

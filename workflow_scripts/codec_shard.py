@@ -1,8 +1,14 @@
 from discover import stages
 from discover.rule_context import rule_context
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with rule_context(smk):
-    stages.run_codec_shard(smk.params.config, smk.wildcards.codec, smk.wildcards.rate,
-                           smk.input.reference, smk.output.streams, smk.output.metrics,
-                           threads=smk.threads)
+    stages.run_codec_shard(
+        smk.params.config,
+        smk.wildcards.codec,
+        smk.wildcards.rate,
+        smk.input.reference,
+        smk.output.streams,
+        smk.output.metrics,
+        threads=smk.threads,
+    )

@@ -1,5 +1,6 @@
 from discover import stages
 from discover.rule_context import rule_context
 
-with rule_context(snakemake):  # noqa: F821
-    stages.combine_rd(list(snakemake.input), snakemake.output[0])  # noqa: F821
+smk = snakemake
+with rule_context(smk):
+    stages.combine_rd(list(smk.input), smk.output[0])

@@ -3,8 +3,14 @@ import pandas as pd
 from discover.plots import rd_plot
 from discover.rule_context import rule_context
 
-smk = snakemake  # noqa: F821
+smk = snakemake
 with rule_context(smk):
     rd = pd.read_csv(smk.input[0], dtype={"rate": str})
-    rd_plot(rd, smk.wildcards.metric, smk.output.png, smk.output.pdf,
-            title=f"{smk.wildcards.dataset}: {smk.wildcards.metric}", anchor=smk.params.anchor)
+    rd_plot(
+        rd,
+        smk.wildcards.metric,
+        smk.output.png,
+        smk.output.pdf,
+        title=f"{smk.wildcards.dataset}: {smk.wildcards.metric}",
+        anchor=smk.params.anchor,
+    )

@@ -25,10 +25,27 @@ class AvifCodec(Codec):
             src = Path(tmp) / "in.png"
             write_png(image, src)
             out = Path(tmp) / f"out.{self.extension}"
-            self.run([self.binary("encoder"), "--jobs", "1", "--speed",
-                      str(self.cfg.get("speed", 6)), "--yuv", self.cfg.get("chroma_format", "444"),
-                      "--min", q, "--max", q, "--ignore-exif", "--ignore-xmp", "--ignore-icc",
-                      str(src), str(out)], "encode")
+            self.run(
+                [
+                    self.binary("encoder"),
+                    "--jobs",
+                    "1",
+                    "--speed",
+                    str(self.cfg.get("speed", 6)),
+                    "--yuv",
+                    self.cfg.get("chroma_format", "444"),
+                    "--min",
+                    q,
+                    "--max",
+                    q,
+                    "--ignore-exif",
+                    "--ignore-xmp",
+                    "--ignore-icc",
+                    str(src),
+                    str(out),
+                ],
+                "encode",
+            )
             out.replace(path)
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:

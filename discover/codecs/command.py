@@ -35,8 +35,9 @@ class CommandCodec(Codec):
         try:
             argv = shlex.split(template)
         except ValueError as exc:
-            raise CodecError(f"codec {self.name!r}: codecs.{self.name}.{key} is not a valid "
-                             f"command line: {exc}") from exc
+            raise CodecError(
+                f"codec {self.name!r}: codecs.{self.name}.{key} is not a valid command line: {exc}"
+            ) from exc
         if not argv:
             raise CodecError(f"codec {self.name!r}: codecs.{self.name}.{key} is empty")
         return argv[0]
@@ -45,18 +46,23 @@ class CommandCodec(Codec):
         for key in ("encode", "decode"):
             prog = self._program(key)
             if shutil.which(prog) is None:
-                raise CodecError(f"codec {self.name!r}: program {prog!r} of codecs.{self.name}."
-                                 f"{key} not found on PATH")
+                raise CodecError(
+                    f"codec {self.name!r}: program {prog!r} of codecs.{self.name}."
+                    f"{key} not found on PATH"
+                )
         return f"encode: {self.cfg['encode']} | decode: {self.cfg['decode']}"
 
     def _run_template(self, key: str, src: Path, dst: Path, rate) -> None:
         self.check()
-        cmd = self.cfg[key].format(input=shlex.quote(str(src)), output=shlex.quote(str(dst)),
-                                   rate=shlex.quote(str(rate)))
+        cmd = self.cfg[key].format(
+            input=shlex.quote(str(src)), output=shlex.quote(str(dst)), rate=shlex.quote(str(rate))
+        )
         proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise CodecError(f"codec {self.name!r}: {key} command failed (exit "
-                             f"{proc.returncode}): {cmd}\n{(proc.stderr or proc.stdout)[-800:]}")
+            raise CodecError(
+                f"codec {self.name!r}: {key} command failed (exit "
+                f"{proc.returncode}): {cmd}\n{(proc.stderr or proc.stdout)[-800:]}"
+            )
         if not dst.is_file():
             raise CodecError(f"codec {self.name!r}: {key} command wrote no file {dst}: {cmd}")
 

@@ -37,11 +37,35 @@ class HevcCodec(Codec):
             src = Path(tmp) / "in.y4m"
             yuv.write_y4m(src, planes, self.chroma)
             out = Path(tmp) / f"out.{self.extension}"
-            self.run([self.binary("encoder"), "--input", str(src), "--output", str(out),
-                      "--qp", str(int(rate)), "--preset", self.cfg.get("preset", "medium"),
-                      "--profile", profile, "--frames", "1", "--keyint", "1", "--no-info",
-                      "--range", "full", "--pools", str(self.threads), "--frame-threads", "1",
-                      "--log-level", "error"], "encode")
+            self.run(
+                [
+                    self.binary("encoder"),
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(out),
+                    "--qp",
+                    str(int(rate)),
+                    "--preset",
+                    self.cfg.get("preset", "medium"),
+                    "--profile",
+                    profile,
+                    "--frames",
+                    "1",
+                    "--keyint",
+                    "1",
+                    "--no-info",
+                    "--range",
+                    "full",
+                    "--pools",
+                    str(self.threads),
+                    "--frame-threads",
+                    "1",
+                    "--log-level",
+                    "error",
+                ],
+                "encode",
+            )
             out.replace(path)
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
@@ -50,9 +74,28 @@ class HevcCodec(Codec):
         pix = "yuv444p" if self.chroma == "444" else "yuv420p"
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / "out.yuv"
-            self.run([self.binary("decoder"), "-nostdin", "-v", "error", "-threads", "1",
-                      "-f", "hevc", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
-                      "-pix_fmt", pix, str(out)], "decode")
+            self.run(
+                [
+                    self.binary("decoder"),
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-threads",
+                    "1",
+                    "-f",
+                    "hevc",
+                    "-i",
+                    str(path),
+                    "-frames:v",
+                    "1",
+                    "-f",
+                    "rawvideo",
+                    "-pix_fmt",
+                    pix,
+                    str(out),
+                ],
+                "decode",
+            )
             try:
                 planes = yuv.read_raw_yuv(out, pw, ph, self.chroma)
             except ValueError as exc:

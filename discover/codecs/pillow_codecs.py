@@ -23,8 +23,12 @@ class JpegCodec(Codec):
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="JPEG", quality=int(rate),
-                                    subsampling=_SUBSAMPLING[self.cfg.get("subsampling", "420")])
+        Image.fromarray(image).save(
+            buf,
+            format="JPEG",
+            quality=int(rate),
+            subsampling=_SUBSAMPLING[self.cfg.get("subsampling", "420")],
+        )
         write_bytes_atomic(path, buf.getvalue())
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
@@ -39,8 +43,14 @@ class WebpCodec(Codec):
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="WEBP", quality=int(rate), lossless=False,
-                                    method=int(self.cfg.get("method", 4)), exact=True)
+        Image.fromarray(image).save(
+            buf,
+            format="WEBP",
+            quality=int(rate),
+            lossless=False,
+            method=int(self.cfg.get("method", 4)),
+            exact=True,
+        )
         write_bytes_atomic(path, buf.getvalue())
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:

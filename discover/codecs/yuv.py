@@ -46,8 +46,9 @@ def to_planes(rgb: np.ndarray, chroma: str) -> list[np.ndarray]:
     ycc = rgb_to_ycbcr(rgb)
     planes = [ycc[..., 0], ycc[..., 1], ycc[..., 2]]
     if chroma == "420":
-        planes[1:] = [p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3))
-                      for p in planes[1:]]
+        planes[1:] = [
+            p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3)) for p in planes[1:]
+        ]
     elif chroma != "444":
         raise ValueError(f"unsupported chroma format {chroma!r}")
     return [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in planes]
@@ -78,6 +79,6 @@ def read_raw_yuv(path: Path, width: int, height: int, chroma: str) -> list[np.nd
     if data.size != expected:
         raise ValueError(f"{path}: {data.size} bytes of YUV, expected {expected}")
     y = data[: width * height].reshape(height, width)
-    cb = data[width * height: width * height + cw * ch].reshape(ch, cw)
-    cr = data[width * height + cw * ch:].reshape(ch, cw)
+    cb = data[width * height : width * height + cw * ch].reshape(ch, cw)
+    cr = data[width * height + cw * ch :].reshape(ch, cw)
     return [y, cb, cr]

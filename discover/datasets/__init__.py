@@ -11,5 +11,12 @@ from discover.datasets import (  # noqa: F401  (registration side effects)
 from discover.datasets.base import Dataset, Item, shard_ids, shard_items
 from discover.datasets.registry import available, get_dataset, register_dataset
 
-__all__ = ["Dataset", "Item", "available", "get_dataset", "register_dataset", "shard_ids",
-           "shard_items"]
+__all__ = [
+    "Dataset",
+    "Item",
+    "available",
+    "get_dataset",
+    "register_dataset",
+    "shard_ids",
+    "shard_items",
+]

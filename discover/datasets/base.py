@@ -41,8 +41,14 @@ class Dataset:
     default_protocol: str = "none"
     has_annotations: bool = False
 
-    def __init__(self, name: str, cfg: Mapping[str, Any], *, seed: int = 0,
-                 protocols: Mapping[str, Mapping] | None = None):
+    def __init__(
+        self,
+        name: str,
+        cfg: Mapping[str, Any],
+        *,
+        seed: int = 0,
+        protocols: Mapping[str, Mapping] | None = None,
+    ):
         self.name = name
         self.cfg = dict(cfg)
         self.seed = seed
@@ -109,8 +115,9 @@ def open_image(path: str | Path, dataset: str) -> Image.Image:
         ) from exc
 
 
-def apply_protocol(img: Image.Image, resize_short_side: int | None = None,
-                   center_crop: int | None = None) -> Image.Image:
+def apply_protocol(
+    img: Image.Image, resize_short_side: int | None = None, center_crop: int | None = None
+) -> Image.Image:
     """Resize the short side (bicubic, antialiased) then centre-crop a square, as configured."""
     if resize_short_side:
         w, h = img.size
@@ -135,7 +142,7 @@ def shard_ids(n_items: int, shard_size: int) -> list[str]:
 def shard_items(items: list[Item], shard_size: int, shard: str) -> list[Item]:
     """The items of shard ``sNNNN`` (consecutive blocks of ``shard_size``)."""
     k = int(shard.lstrip("s"))
-    chunk = items[k * shard_size:(k + 1) * shard_size]
+    chunk = items[k * shard_size : (k + 1) * shard_size]
     if not chunk:
         raise DatasetError(f"shard {shard} is empty ({len(items)} items, size {shard_size})")
     return chunk
@@ -156,8 +163,11 @@ def require_file(path: str | Path, dataset: str, what: str) -> Path:
 
 
 def list_image_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()
-                  and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
 
 
 def id_from_path(path: Path, root: Path) -> str:

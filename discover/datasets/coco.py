@@ -38,8 +38,13 @@ class CocoDataset(Dataset):
         root = require_dir(self.cfg["images"], self.name, HINT)
         items = []
         for img in sorted(self._coco["images"], key=lambda im: im["id"]):
-            items.append(Item(id=Path(img["file_name"]).stem, source=str(root / img["file_name"]),
-                              extra={"image_id": img["id"]}))
+            items.append(
+                Item(
+                    id=Path(img["file_name"]).stem,
+                    source=str(root / img["file_name"]),
+                    extra={"image_id": img["id"]},
+                )
+            )
         return items
 
     def annotations(self, items: list[Item], sizes: Mapping[str, tuple[int, int]]) -> dict:

@@ -9,8 +9,14 @@ from discover.datasets.registry import register_dataset
 from discover.errors import DatasetError
 
 # Colour photographs shipped inside the scikit-image wheel.
-DEFAULT_PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field",
-                  "immunohistochemistry", "rocket")
+DEFAULT_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "rocket",
+)
 
 
 @register_dataset("photos")

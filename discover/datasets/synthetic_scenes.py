@@ -65,8 +65,20 @@ def _polygon(obj: SceneObject) -> list[tuple[float, float]] | None:
         return ring(4, [r, 0.55 * r])
     if name == "cross":
         w = 0.33 * r
-        base = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r),
-                (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        base = [
+            (-w, -r),
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+        ]
         ca, sa = math.cos(a), math.sin(a)
         return [(obj.cx + x * ca - y * sa, obj.cy + x * sa + y * ca) for x, y in base]
     return None  # circle, ring: drawn as ellipses
@@ -88,14 +100,19 @@ def _shape_mask(obj: SceneObject, size: tuple[int, int]) -> Image.Image:
     return mask
 
 
-def _texture(rng: np.random.Generator, kind: str, size: tuple[int, int],
-             c1: tuple[int, int, int], c2: tuple[int, int, int]) -> np.ndarray:
+def _texture(
+    rng: np.random.Generator,
+    kind: str,
+    size: tuple[int, int],
+    c1: tuple[int, int, int],
+    c2: tuple[int, int, int],
+) -> np.ndarray:
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "stripes":
         period = rng.uniform(6, 24)
         theta = rng.uniform(0, math.pi)
-        t = (np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period) > 0)
+        t = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period) > 0
         t = t.astype(np.float32)
     elif kind == "checker":
         cell = int(rng.integers(6, 24))
@@ -106,8 +123,15 @@ def _texture(rng: np.random.Generator, kind: str, size: tuple[int, int],
         t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
     elif kind == "noise":
         small = rng.random((max(2, h // 16), max(2, w // 16))).astype(np.float32)
-        t = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize(
-            (w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+        t = (
+            np.asarray(
+                Image.fromarray((small * 255).astype(np.uint8)).resize(
+                    (w, h), Image.Resampling.BICUBIC
+                ),
+                dtype=np.float32,
+            )
+            / 255.0
+        )
     else:  # solid
         t = np.zeros((h, w), np.float32)
     c1a = np.array(c1, np.float32)
@@ -124,8 +148,15 @@ def _color(rng: np.random.Generator) -> tuple[int, int, int]:
 class SceneGenerator:
     """Deterministic scene sampler/renderer shared by the dataset and the tests."""
 
-    def __init__(self, seed: int, split: str, min_size: int, max_size: int,
-                 min_objects: int, max_objects: int):
+    def __init__(
+        self,
+        seed: int,
+        split: str,
+        min_size: int,
+        max_size: int,
+        min_objects: int,
+        max_objects: int,
+    ):
         self.seed, self.split = seed, split
         self.min_size, self.max_size = min_size, max_size
         self.min_objects, self.max_objects = min_objects, max(min_objects, max_objects)
@@ -143,11 +174,18 @@ class SceneGenerator:
             radius = float(rng.uniform(0.07, 0.22) * short)
             cx = float(rng.uniform(radius * 0.6, w - radius * 0.6))
             cy = float(rng.uniform(radius * 0.6, h - radius * 0.6))
-            objs.append(SceneObject(
-                category=cat, cx=cx, cy=cy, radius=radius, angle=float(rng.uniform(0, 2 * math.pi)),
-                color=_color(rng), color2=_color(rng),
-                texture=str(rng.choice(["solid", "stripes", "checker", "gradient", "noise"])),
-            ))
+            objs.append(
+                SceneObject(
+                    category=cat,
+                    cx=cx,
+                    cy=cy,
+                    radius=radius,
+                    angle=float(rng.uniform(0, 2 * math.pi)),
+                    color=_color(rng),
+                    color2=_color(rng),
+                    texture=str(rng.choice(["solid", "stripes", "checker", "gradient", "noise"])),
+                )
+            )
         return (w, h), objs
 
     def render(self, index: int) -> tuple[np.ndarray, list[dict]]:
@@ -156,8 +194,10 @@ class SceneGenerator:
         rng = _rng(self.seed, self.split, index, "texture")
         bg_kind = str(rng.choice(["stripes", "checker", "gradient", "noise"]))
         canvas = _texture(rng, bg_kind, (w, h), _color(rng), _color(rng))
-        canvas = np.asarray(Image.fromarray(canvas.astype(np.uint8)).filter(
-            ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
+        canvas = np.asarray(
+            Image.fromarray(canvas.astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.6)),
+            dtype=np.float32,
+        )
         masks = []
         for obj in objs:
             mask = np.asarray(_shape_mask(obj, (w, h)), dtype=np.uint8) > 127
@@ -182,15 +222,22 @@ class SyntheticScenes(Dataset):
     @property
     def generator(self) -> SceneGenerator:
         c = self.cfg
-        return SceneGenerator(self.seed, c.get("split", "val"), c.get("min_size", 256),
-                              c.get("max_size", 512), c.get("min_objects", 2),
-                              c.get("max_objects", 6))
+        return SceneGenerator(
+            self.seed,
+            c.get("split", "val"),
+            c.get("min_size", 256),
+            c.get("max_size", 512),
+            c.get("min_objects", 2),
+            c.get("max_objects", 6),
+        )
 
     def _list(self) -> list[Item]:
         split = self.cfg.get("split", "val")
         n = self.cfg.get("num_images", 24)
-        return [Item(id=f"{split}_{i:06d}", source=f"synthetic:{split}:{i}",
-                     extra={"index": i}) for i in range(n)]
+        return [
+            Item(id=f"{split}_{i:06d}", source=f"synthetic:{split}:{i}", extra={"index": i})
+            for i in range(n)
+        ]
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - load, label and annotations share renders
     def _render_index(self, index: int) -> tuple[np.ndarray, list[dict]]:
@@ -215,18 +262,32 @@ class SyntheticScenes(Dataset):
             index = int(item.id.rsplit("_", 1)[1])
             image, instances = self._render(item)
             h, w = image.shape[:2]
-            images.append({"id": index, "file_name": f"{item.id}.png", "width": w, "height": h,
-                           "label": self.label(item)})
+            images.append(
+                {
+                    "id": index,
+                    "file_name": f"{item.id}.png",
+                    "width": w,
+                    "height": h,
+                    "label": self.label(item),
+                }
+            )
             for inst in instances:
                 rle = mask_utils.encode(np.asfortranarray(inst["mask"].astype(np.uint8)))
                 bbox = [float(v) for v in mask_utils.toBbox(rle)]
                 rle["counts"] = rle["counts"].decode("ascii")
-                anns.append({
-                    "id": index * 100 + len([a for a in anns if a["image_id"] == index]) + 1,
-                    "image_id": index, "category_id": inst["category"] + 1,
-                    "segmentation": rle, "area": float(inst["mask"].sum()), "bbox": bbox,
-                    "iscrowd": 0,
-                })
-        categories = [{"id": k + 1, "name": name, "supercategory": "shape"}
-                      for k, name in enumerate(CATEGORIES)]
+                anns.append(
+                    {
+                        "id": index * 100 + len([a for a in anns if a["image_id"] == index]) + 1,
+                        "image_id": index,
+                        "category_id": inst["category"] + 1,
+                        "segmentation": rle,
+                        "area": float(inst["mask"].sum()),
+                        "bbox": bbox,
+                        "iscrowd": 0,
+                    }
+                )
+        categories = [
+            {"id": k + 1, "name": name, "supercategory": "shape"}
+            for k, name in enumerate(CATEGORIES)
+        ]
         return {"images": images, "annotations": anns, "categories": categories}

@@ -61,8 +61,9 @@ def ms_ssim_levels(x: torch.Tensor, y: torch.Tensor, weights: list[float]) -> to
     w = x.new_tensor(weights)
     mcs = []
     for i in range(len(weights)):
-        ssim_per_channel, cs = _ssim(x, y, win=win, data_range=255.0, size_average=False,
-                                     K=(0.01, 0.03))
+        ssim_per_channel, cs = _ssim(
+            x, y, win=win, data_range=255.0, size_average=False, K=(0.01, 0.03)
+        )
         if i < len(weights) - 1:
             mcs.append(torch.relu(cs))
             padding = [s % 2 for s in x.shape[2:]]
