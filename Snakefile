@@ -19,6 +19,6 @@ report: "report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -3,24 +3,24 @@
 
 
 rule codec_shard:
-    message:
-        "{wildcards.codec} @ {wildcards.rate} on {wildcards.dataset}/{wildcards.shard}"
     input:
         reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
     output:
         streams=directory(f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}"),
         metrics=f"{OUT}/metrics/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.csv",
-    params:
-        config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
     log:
         f"{OUT}/logs/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.tsv"
+    conda:
+        "../envs/codecs.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/codecs.yaml"
+    params:
+        config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+    message:
+        "{wildcards.codec} @ {wildcards.rate} on {wildcards.dataset}/{wildcards.shard}"
     script:
         "../workflow_scripts/codec_shard.py"

@@ -2,29 +2,27 @@
 
 
 rule prepare_shard:
-    message:
-        "Preparing {wildcards.dataset} shard {wildcards.shard}"
     output:
         directory(f"{OUT}/{{dataset}}/reference/{{shard}}"),
-    params:
-        config=lambda wc: PLAN.dataset_job_config(wc.dataset),
     log:
         f"{OUT}/logs/prepare_shard/{{dataset}}/{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/prepare_shard/{{dataset}}/{{shard}}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        config=lambda wc: PLAN.dataset_job_config(wc.dataset),
+    message:
+        "Preparing {wildcards.dataset} shard {wildcards.shard}"
     script:
         "../workflow_scripts/prepare_shard.py"
 
 
 rule merge_annotations:
-    message:
-        "Merging COCO annotations of {wildcards.dataset}"
     input:
         reference_shards,
     output:
@@ -33,11 +31,13 @@ rule merge_annotations:
         f"{OUT}/logs/merge_annotations/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/merge_annotations/{{dataset}}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/core.yaml"
+    message:
+        "Merging COCO annotations of {wildcards.dataset}"
     script:
         "../workflow_scripts/merge_annotations.py"

@@ -2,33 +2,31 @@
 
 
 rule aggregate_rd:
-    message:
-        "RD points of {wildcards.codec} on {wildcards.dataset}"
     input:
         codec_metric_csvs,
     output:
         rd=f"{OUT}/tables/{{dataset}}/rd/{{codec}}.csv",
         per_image=f"{OUT}/metrics/{{dataset}}/{{codec}}/per_image.csv",
-    params:
-        codec=lambda wc: config["codecs"][wc.codec],
-        metrics=PLAN.metrics,
     log:
         f"{OUT}/logs/aggregate_rd/{{dataset}}/{{codec}}.log",
     benchmark:
         f"{OUT}/benchmarks/aggregate_rd/{{dataset}}/{{codec}}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        codec=lambda wc: config["codecs"][wc.codec],
+        metrics=PLAN.metrics,
+    message:
+        "RD points of {wildcards.codec} on {wildcards.dataset}"
     script:
         "../workflow_scripts/aggregate_rd.py"
 
 
 rule combine_rd:
-    message:
-        "RD table of {wildcards.dataset}"
     input:
         dataset_rd_csvs,
     output:
@@ -43,19 +41,19 @@ rule combine_rd:
         f"{OUT}/logs/combine_rd/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/combine_rd/{{dataset}}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/core.yaml"
+    message:
+        "RD table of {wildcards.dataset}"
     script:
         "../workflow_scripts/combine_rd.py"
 
 
 rule bd_table:
-    message:
-        "BD table of {wildcards.dataset} against {params.anchor}"
     input:
         f"{OUT}/tables/{{dataset}}/rd.csv",
     output:
@@ -66,27 +64,27 @@ rule bd_table:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "BD vs anchor"},
         ),
-    params:
-        anchor=PLAN.anchor,
-        bd=config["bd"],
-        metrics=PLAN.metrics,
     log:
         f"{OUT}/logs/bd_table/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/bd_table/{{dataset}}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        anchor=PLAN.anchor,
+        bd=config["bd"],
+        metrics=PLAN.metrics,
+    message:
+        "BD table of {wildcards.dataset} against {params.anchor}"
     script:
         "../workflow_scripts/bd_table.py"
 
 
 rule rd_plot:
-    message:
-        "RD plot of {wildcards.dataset}: {wildcards.metric}"
     input:
         f"{OUT}/tables/{{dataset}}/rd.csv",
     output:
@@ -98,17 +96,19 @@ rule rd_plot:
             labels={"dataset": "{dataset}", "plot": "{metric} vs bpp"},
         ),
         pdf=f"{OUT}/plots/{{dataset}}/rd_{{metric}}.pdf",
-    params:
-        anchor=PLAN.anchor,
     log:
         f"{OUT}/logs/rd_plot/{{dataset}}/{{metric}}.log",
     benchmark:
         f"{OUT}/benchmarks/rd_plot/{{dataset}}/{{metric}}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
-    conda:
-        "../envs/core.yaml"
+    params:
+        anchor=PLAN.anchor,
+    message:
+        "RD plot of {wildcards.dataset}: {wildcards.metric}"
     script:
         "../workflow_scripts/rd_plot.py"

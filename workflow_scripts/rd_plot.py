@@ -1,6 +1,6 @@
 import pandas as pd
 
-from discover.plots import rd_plot
+from discover.plots import METRIC_LABELS, rd_plot
 from discover.rule_context import rule_context
 
 smk = snakemake
@@ -11,6 +11,6 @@ with rule_context(smk):
         smk.wildcards.metric,
         smk.output.png,
         smk.output.pdf,
-        title=f"{smk.wildcards.dataset}: {smk.wildcards.metric}",
+        title=f"{smk.wildcards.dataset}: {METRIC_LABELS.get(smk.wildcards.metric, smk.wildcards.metric)} vs bpp",
         anchor=smk.params.anchor,
     )

@@ -43,8 +43,8 @@ def msssim(ref: np.ndarray, rec: np.ndarray) -> float:
     levels = msssim_scales(h, w)
     weights = np.array(_MSSSIM_WEIGHTS[:levels])
     weights = (weights / weights.sum()).tolist()
-    x = torch.from_numpy(ref).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(rec).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(np.array(ref)).permute(2, 0, 1)[None].double()
+    y = torch.from_numpy(np.array(rec)).permute(2, 0, 1)[None].double()
     with torch.no_grad():
         if levels == len(_MSSSIM_WEIGHTS):
             return float(ms_ssim(x, y, data_range=255.0, size_average=True))
