@@ -6,11 +6,6 @@ from discover.rule_context import rule_context
 smk = snakemake
 with rule_context(smk):
     rd = pd.read_csv(smk.input[0], dtype={"rate": str})
-    rd_plot(
-        rd,
-        smk.wildcards.metric,
-        smk.output.png,
-        smk.output.pdf,
-        title=f"{smk.wildcards.dataset}: {METRIC_LABELS.get(smk.wildcards.metric, smk.wildcards.metric)} vs bpp",
-        anchor=smk.params.anchor,
-    )
+    metric = smk.wildcards.metric
+    title = f"{smk.wildcards.dataset}: {METRIC_LABELS.get(metric, metric)} vs bpp"
+    rd_plot(rd, metric, smk.output.png, smk.output.pdf, title=title, anchor=smk.params.anchor)
