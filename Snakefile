@@ -18,6 +18,16 @@ include: "rules/tables.smk"
 report: "report/workflow.rst"
 
 
+# Cheap aggregation runs where Snakemake runs (the login node on a cluster).
+localrules:
+    all,
+    merge_annotations,
+    aggregate_rd,
+    combine_rd,
+    bd_table,
+    rd_plot,
+
+
 rule all:
     default_target: True
     input:

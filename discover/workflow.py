@@ -53,6 +53,13 @@ class Plan:
     def rates(self, codec: str) -> list[str]:
         return [str(r) for r in self.config["codecs"][codec]["rates"]]
 
+    def codec_gpus(self, codec: str) -> int:
+        """GPUs per encode/decode job: the config's ``gpus`` or the codec class default."""
+        from discover.codecs import resolve
+
+        entry = self.config["codecs"][codec]
+        return int(entry.get("gpus", resolve(entry["type"]).gpus))
+
     @property
     def anchor(self) -> str:
         return self.config.get("anchor") or self.codecs[0]

@@ -12,12 +12,16 @@ rule codec_shard:
         f"{OUT}/logs/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.tsv"
+    group:
+        # on a cluster, batch shards into one job; GPU and CPU codecs never share a job
+        lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"
     conda:
         "../envs/codecs.yaml"
     threads: 1
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
+        gpu=lambda wc: PLAN.codec_gpus(wc.codec),
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
     message:

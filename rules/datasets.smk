@@ -8,6 +8,8 @@ rule prepare_shard:
         f"{OUT}/logs/prepare_shard/{{dataset}}/{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/prepare_shard/{{dataset}}/{{shard}}.tsv"
+    group:
+        "prepare"
     conda:
         "../envs/core.yaml"
     threads: 1
