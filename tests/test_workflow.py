@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -207,3 +208,15 @@ def test_resume_after_sigkill_recomputes_nothing_finished(finished_run, tmp_path
         "results/scenes/*/*/s*/*.jpg",
     ):
         assert tree_digest(work, pattern) == tree_digest(finished_run, pattern), pattern
+
+
+def test_configfile_replaces_the_embedded_default(tmp_path):
+    # The working directory holds the embedded default config.yaml (as the repository root
+    # does); --configfile must replace it, not merge its datasets and codecs into the run.
+    (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    mine = write_config(tmp_path / "mine.yaml", tiny_config())
+    proc = snakemake(tmp_path, mine, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = proc.stdout.split("Job stats:")[1]
+    assert re.search(r"^codec_shard\s+12$", stats, re.M), stats  # 2 codecs x 3 rates x 2 shards
+    assert re.search(r"^prepare_shard\s+2$", stats, re.M), stats
