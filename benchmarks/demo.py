@@ -1,0 +1,85 @@
+"""Wall time and peak memory (RSS summed over the whole process tree) of the demo DAG.
+
+Runs `snakemake --cores 2` on config.yaml in a fresh working directory.
+Targets at this stage: <= 10 min, <= 4 GiB.
+
+    python benchmarks/demo.py [--cores 2] [--config config.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Sum of RSS of ``pid`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as fh:
+                rss[int(entry)] = int(fh.read().split()[1]) * page
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack.extend(children.get(p, []))
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--config", default=str(ROOT / "config.yaml"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(args.config, Path(tmp) / "config.yaml")
+        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", tmp, "--configfile", str(Path(tmp) / "config.yaml"),
+               "--cores", str(args.cores), "--quiet", "all"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peak = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss_bytes(proc.pid))
+                time.sleep(0.25)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        _, err = proc.communicate()
+        done.set()
+        sampler.join()
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(err[-3000:], file=sys.stderr)
+            return 1
+    gib = peak / 2**30
+    print(f"demo DAG: {elapsed / 60:.2f} min (target <= 10)   peak RSS of the process tree: "
+          f"{gib:.2f} GiB (target <= 4)")
+    return 0 if elapsed <= 600 and gib <= 4 else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

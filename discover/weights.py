@@ -1,0 +1,91 @@
+"""One weights cache for every pretrained model the pipeline loads.
+
+Compute nodes may be offline: they only read the cache. The `fetch_weights` rule (a localrule,
+run on a machine with internet) downloads every configured official weight into it. A weight is
+named by a file name; where the file name carries a sha256 prefix (CompressAI's and torchvision's
+convention, ``name-<8 hex>.pth``) the download is checked against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from discover.errors import DiscoverError
+from discover.io import atomic_path
+
+DEFAULT_CACHE = "weights-cache"
+_HASH_RE = re.compile(r"-([0-9a-f]{8,})\.")
+
+
+class WeightsMissingError(DiscoverError):
+    """A weight file is not in the cache (and compute nodes must not download)."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A downloadable weight: where it comes from and the file name it has in the cache."""
+
+    name: str
+    url: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def hash_prefix(self) -> str | None:
+        m = _HASH_RE.search(self.filename)
+        return m.group(1) if m else None
+
+
+def cache_dir(config_value: str | os.PathLike | None = None) -> Path:
+    """The cache directory: the config's ``weights_cache`` (default ./weights-cache)."""
+    return Path(config_value or DEFAULT_CACHE).expanduser()
+
+
+def resolve(spec: WeightSpec | str | os.PathLike, cache: str | os.PathLike | None) -> Path:
+    """Path of a weight: an existing local file as is, else the cached copy of ``spec``."""
+    if not isinstance(spec, WeightSpec):
+        path = Path(spec).expanduser()
+        if path.is_file():
+            return path
+        raise WeightsMissingError(f"weight file {path} does not exist")
+    path = cache_dir(cache) / spec.filename
+    if not path.is_file():
+        raise WeightsMissingError(
+            f"weight {spec.name!r} ({spec.filename}) is missing from the weights cache "
+            f"{cache_dir(cache)}; run `snakemake fetch_weights` on a machine with internet "
+            "access (compute nodes never download)"
+        )
+    return path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch(spec: WeightSpec, cache: str | os.PathLike | None, progress: bool = False) -> Path:
+    """Download ``spec`` into the cache unless present; verify its hash prefix if it has one."""
+    from torch.hub import download_url_to_file
+
+    dest = cache_dir(cache) / spec.filename
+    if dest.is_file():
+        return dest
+    with atomic_path(dest) as tmp:
+        try:
+            download_url_to_file(spec.url, str(tmp), hash_prefix=None, progress=progress)
+        except Exception as exc:
+            raise DiscoverError(f"cannot download weight {spec.name!r} from {spec.url}: "
+                                f"{exc}") from exc
+        if spec.hash_prefix and not sha256(tmp).startswith(spec.hash_prefix):
+            raise DiscoverError(f"weight {spec.name!r}: downloaded file's sha256 does not start "
+                                f"with {spec.hash_prefix} (corrupt download?)")
+    return dest
