@@ -1,0 +1,192 @@
+"""Learned codecs from CompressAI (bmshj2018-hyperprior, mbt2018-mean, cheng2020-anchor, ELIC...)
+with real entropy-coded bitstreams.
+
+Rate point = quality index. Weights: ``weights: {rate: path}`` in the codec's config (e.g. the
+small models the pipeline trains for the demo), otherwise the official CompressAI file for
+(architecture, metric, quality) from the weights cache (`snakemake fetch_weights` fills it).
+Both go through CompressAI's own loading path (``load_pretrained`` + ``from_state_dict``).
+
+File format (``.cai``): magic ``DCAI``, format version (1 byte), a length-prefixed minified JSON
+header {image height/width, the model's ``shape`` output, the nesting of ``strings``}, then every
+entropy-coded string length-prefixed (4 bytes). The header is part of the file and so of the bits.
+Entropy coding runs on the CPU (CompressAI's range coder); on a GPU only the transforms run, and
+CompressAI notes that likelihoods computed on different devices can break decoding, so encode
+and decode on the same kind of device.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from discover.codecs.base import Codec
+from discover.codecs.registry import register_codec
+from discover.errors import CodecError
+from discover.io import write_bytes_atomic
+from discover.weights import WeightSpec, resolve
+
+MAGIC = b"DCAI"
+VERSION = 1
+PAD_MULTIPLE = 64  # 2^6: six stride-2 stages in the hyperprior models
+
+
+def official_weight(architecture: str, metric: str, quality: int) -> WeightSpec:
+    from compressai.zoo.image import model_urls
+
+    try:
+        url = model_urls[architecture][metric][int(quality)]
+    except KeyError as exc:
+        raise CodecError(f"CompressAI has no official weights for {architecture}/{metric}/"
+                         f"quality {quality}") from exc
+    return WeightSpec(f"compressai/{architecture}/{metric}/{quality}", url)
+
+
+def load_model(architecture: str, weight_path: Path) -> torch.nn.Module:
+    """CompressAI's loading path for a state dict file (checkpoint dicts are unwrapped)."""
+    from compressai.models import Elic2022Chandelier, Elic2022Official
+    from compressai.zoo.image import model_architectures
+    from compressai.zoo.pretrained import load_pretrained
+
+    classes = dict(model_architectures)
+    classes.update({"elic2022-official": Elic2022Official,
+                    "elic2022-chandelier": Elic2022Chandelier})
+    if architecture not in classes:
+        raise CodecError(f"unknown CompressAI architecture {architecture!r} "
+                         f"(one of {', '.join(sorted(classes))})")
+    try:
+        state = torch.load(weight_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CodecError(f"cannot read weights {weight_path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model = classes[architecture].from_state_dict(load_pretrained(state))
+    except (KeyError, RuntimeError) as exc:
+        raise CodecError(f"weights {weight_path} do not fit {architecture}: {exc}") from exc
+    model.update(force=True)
+    return model.eval()
+
+
+def _shape_to_json(obj: Any) -> Any:
+    if isinstance(obj, torch.Size | tuple | list):
+        return [_shape_to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _shape_to_json(v) for k, v in obj.items()}
+    return int(obj) if isinstance(obj, int | np.integer) else obj
+
+
+def _flatten(strings: Any) -> tuple[Any, list[bytes]]:
+    """Nested lists of bytes -> (skeleton of counts, flat list)."""
+    if isinstance(strings, bytes):
+        return None, [strings]
+    skel, flat = [], []
+    for s in strings:
+        k, f = _flatten(s)
+        skel.append(k)
+        flat.extend(f)
+    return skel, flat
+
+
+def _unflatten(skel: Any, flat: list[bytes]) -> Any:
+    if skel is None:
+        return flat.pop(0)
+    return [_unflatten(k, flat) for k in skel]
+
+
+def pack(height: int, width: int, strings: Any, shape: Any) -> bytes:
+    skel, flat = _flatten(strings)
+    header = json.dumps({"h": height, "w": width, "shape": _shape_to_json(shape), "s": skel},
+                        separators=(",", ":")).encode()
+    out = [MAGIC, bytes([VERSION]), struct.pack(">H", len(header)), header]
+    for s in flat:
+        out += [struct.pack(">I", len(s)), s]
+    return b"".join(out)
+
+
+def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
+    def fail(why: str) -> CodecError:
+        return CodecError(f"{source}: not a valid CompressAI stream ({why})")
+
+    if data[:4] != MAGIC:
+        raise fail("bad magic")
+    if len(data) < 7 or data[4] != VERSION:
+        raise fail(f"unsupported format version {data[4] if len(data) > 4 else '?'}")
+    (hlen,) = struct.unpack(">H", data[5:7])
+    try:
+        header = json.loads(data[7:7 + hlen])
+        skel = header["s"]
+    except (ValueError, KeyError) as exc:
+        raise fail("corrupt header") from exc
+    pos, flat = 7 + hlen, []
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise fail("truncated")
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        if pos + 4 + n > len(data):
+            raise fail("truncated")
+        flat.append(data[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    _, expected = _flatten(_unflatten(skel, [b""] * 10_000))
+    if len(flat) != len(expected):
+        raise fail(f"{len(flat)} strings, header announces {len(expected)}")
+    return header["h"], header["w"], _unflatten(skel, flat), header["shape"]
+
+
+@register_codec("compressai")
+class CompressAICodec(Codec):
+    extension = "cai"
+
+    def __init__(self, name, cfg=None, threads=1):
+        super().__init__(name, cfg, threads)
+        self._models: dict[str, torch.nn.Module] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.cfg.get("device", "cpu"))
+
+    def weight_path(self, rate) -> Path:
+        weights = {str(k): v for k, v in (self.cfg.get("weights") or {}).items()}
+        if weights:
+            if str(rate) not in weights:
+                raise CodecError(f"codec {self.name!r}: no weights for rate {rate} in "
+                                 f"codecs.{self.name}.weights")
+            return resolve(weights[str(rate)], None)
+        spec = official_weight(self.cfg["architecture"], self.cfg.get("metric", "mse"), rate)
+        return resolve(spec, self.cfg.get("weights_cache"))
+
+    def check(self) -> str:
+        import compressai
+
+        paths = [str(self.weight_path(r)) for r in self.rates]
+        return f"compressai {compressai.__version__}, weights: {', '.join(paths)}"
+
+    def model(self, rate) -> torch.nn.Module:
+        key = str(rate)
+        if key not in self._models:
+            self._models[key] = load_model(self.cfg["architecture"],
+                                           self.weight_path(rate)).to(self.device)
+        return self._models[key]
+
+    def encode(self, image: np.ndarray, rate, path: Path) -> None:
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+        ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
+        with torch.no_grad():
+            out = self.model(rate).compress(x)
+        write_bytes_atomic(path, pack(h, w, out["strings"], out["shape"]))
+
+    def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
+        h, w, strings, latent_shape = unpack(path.read_bytes(), str(path))
+        if (h, w) != tuple(shape):
+            raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
+        with torch.no_grad():
+            x_hat = self.model(rate).decompress(strings, latent_shape)["x_hat"]
+        x_hat = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().byte()
+        return x_hat.permute(1, 2, 0).cpu().numpy()
