@@ -16,6 +16,8 @@ include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/codecs.smk"
 include: "rules/tables.smk"
+include: "rules/training.smk"
+include: "rules/weights.smk"
 
 
 report: "report/workflow.rst"
@@ -26,9 +28,13 @@ localrules:
     all,
     merge_annotations,
     aggregate_rd,
+    import_published,
     combine_rd,
     bd_table,
     rd_plot,
+    fetch_weight,
+    fetch_weights,
+    train_all,
 
 
 rule all:

@@ -15,6 +15,8 @@ def rule_context(smk):
     threads = str(getattr(smk, "threads", 1))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
+    if "torch" in sys.modules:  # imported before us: the env vars came too late
+        sys.modules["torch"].set_num_threads(int(threads))
     log_path = smk.log[0] if len(smk.log) else None
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:

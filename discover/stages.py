@@ -171,12 +171,23 @@ def aggregate_rd(
         row["bpp_mean_per_image"] = float(df["bpp"].mean())
         for m in metrics:
             row[m] = float(df[m].replace([np.inf], np.nan).mean())
+        row["published"] = False
+        row["source"] = "measured"
         rows.append(row)
     rd = pd.DataFrame(rows).sort_values("bpp", kind="stable").reset_index(drop=True)
     with atomic_path(rd_csv) as tmp:
         rd.to_csv(tmp, index=False, float_format="%.10g")
     with atomic_path(per_image_csv) as tmp:
         pd.concat(per_image, ignore_index=True).to_csv(tmp, index=False, float_format="%.10g")
+    return rd
+
+
+def import_published(config: Mapping[str, Any], dataset: str, codec: str,
+                     rd_csv: str | Path) -> pd.DataFrame:
+    """RD rows of a published curve for ``dataset``, in the layout of measured RD tables."""
+    rd = get_codec(codec, config).points(dataset, config.get("metrics", []))
+    with atomic_path(rd_csv) as tmp:
+        rd.to_csv(tmp, index=False, float_format="%.10g")
     return rd
 
 

@@ -7,8 +7,10 @@ codec or adding a rate only reruns the jobs it affects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from discover.datasets import get_dataset, shard_ids
@@ -19,8 +21,10 @@ RESERVED_CODEC_NAMES = {"reference"}
 
 
 class Plan:
-    def __init__(self, config: Mapping[str, Any]):
+    def __init__(self, config: Mapping[str, Any], basedir: str | Path = "."):
         self.config = config
+        #: committed small weights live in the repository, whatever the working directory
+        self.weights_dir = Path(basedir) / config.get("trained_weights_dir", "weights")
         self.out = config.get("output_dir", "results").rstrip("/")
         for name in config["datasets"]:
             if name in RESERVED_DATASET_NAMES:
@@ -48,10 +52,27 @@ class Plan:
 
     @property
     def codecs(self) -> list[str]:
+        """Every codec of the tables: measured ones and published curves."""
         return list(self.config["codecs"])
 
+    def is_published(self, codec: str) -> bool:
+        return self.config["codecs"][codec]["type"] == "published"
+
+    @property
+    def measured_codecs(self) -> list[str]:
+        return [c for c in self.codecs if not self.is_published(c)]
+
+    @property
+    def published_codecs(self) -> list[str]:
+        return [c for c in self.codecs if self.is_published(c)]
+
+    @staticmethod
+    def name_regex(names: list[str]) -> str:
+        """A wildcard constraint matching exactly these names (nothing if empty)."""
+        return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
     def rates(self, codec: str) -> list[str]:
-        return [str(r) for r in self.config["codecs"][codec]["rates"]]
+        return [str(r) for r in self.config["codecs"][codec].get("rates", [])]
 
     def codec_gpus(self, codec: str) -> int:
         """GPUs per encode/decode job: the config's ``gpus`` or the codec class default."""
@@ -87,7 +108,64 @@ class Plan:
         }
         value = next(r for r in self.config["codecs"][codec]["rates"] if str(r) == rate)
         entry["rates"] = [value]
+        if "trained" in entry:
+            entry["weights"] = {rate: str(self.zoo_weight_path(entry.pop("trained"), rate))}
+        if entry.get("type") == "compressai" and "weights" not in entry:
+            entry["weights_cache"] = self.weights_cache
         return {"codecs": {codec: entry}, "metrics": self.metrics}
+
+    # -- weights ---------------------------------------------------------------------------
+    def zoo_weight_path(self, model: str, rate: str) -> Path:
+        if model not in self.config.get("zoo_training", {}):
+            raise ConfigError(f"config key zoo_training.{model}: not defined (a codec says "
+                              f"trained: {model})")
+        lambdas = {str(k) for k in self.config["zoo_training"][model]["lambdas"]}
+        if str(rate) not in lambdas:
+            raise ConfigError(f"config key zoo_training.{model}.lambdas: no lambda for rate "
+                              f"{rate} (has {', '.join(sorted(lambdas))})")
+        return self.weights_dir / model / f"q{rate}.pth.tar"
+
+    @property
+    def weights_cache(self) -> str:
+        return self.config.get("weights_cache", "weights-cache").rstrip("/")
+
+    def official_weight(self, codec: str, rate: str):
+        """The official weight a codec's rate point loads from the cache, or None."""
+        entry = self.config["codecs"][codec]
+        if entry["type"] != "compressai" or "trained" in entry or entry.get("weights"):
+            return None
+        from discover.codecs.compressai_models import official_weight
+
+        return official_weight(entry["architecture"], entry.get("metric", "mse"), rate)
+
+    def official_weights(self) -> dict:
+        """Cache file name -> WeightSpec, for every configured official weight."""
+        specs = {}
+        for codec in self.measured_codecs:
+            for rate in self.rates(codec):
+                spec = self.official_weight(codec, rate)
+                if spec is not None:
+                    specs[spec.filename] = spec
+        return specs
+
+    def codec_weight_files(self, codec: str, rate: str) -> list[str]:
+        """Weight files a codec job reads: trained by a rule, given in config, or the cached
+        official file (fetched by the fetch_weight localrule on a machine with internet)."""
+        entry = self.config["codecs"][codec]
+        if "trained" in entry:
+            return [str(self.zoo_weight_path(entry["trained"], rate))]
+        weights = {str(k): v for k, v in (entry.get("weights") or {}).items()}
+        if weights:
+            return [weights[rate]] if rate in weights else []
+        spec = self.official_weight(codec, rate)
+        return [f"{self.weights_cache}/{spec.filename}"] if spec else []
+
+    def zoo_training_spec(self, model: str) -> dict:
+        return dict(self.config["zoo_training"][model])
+
+    def zoo_lambda(self, model: str, rate: str) -> float:
+        lambdas = {str(k): v for k, v in self.config["zoo_training"][model]["lambdas"].items()}
+        return float(lambdas[rate])
 
     def job_count(self) -> dict[str, int]:
         """Jobs of a full run by rule (what ``discover info`` prints)."""
@@ -96,7 +174,8 @@ class Plan:
         counts = {
             "prepare_shard": shards,
             "codec_shard": shards * n_rates,
-            "aggregate_rd": len(self.datasets) * len(self.codecs),
+            "aggregate_rd": len(self.datasets) * len(self.measured_codecs),
+            "import_published": len(self.datasets) * len(self.published_codecs),
             "combine_rd": len(self.datasets),
             "bd_table": len(self.datasets),
             "rd_plot": len(self.datasets) * len(self.metrics),

@@ -5,6 +5,7 @@
 rule codec_shard:
     input:
         reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
+        weights=lambda wc: PLAN.codec_weight_files(wc.codec, wc.rate),
     output:
         streams=directory(f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}"),
         metrics=f"{OUT}/metrics/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.csv",
@@ -12,6 +13,8 @@ rule codec_shard:
         f"{OUT}/logs/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.tsv"
+    wildcard_constraints:
+        codec=PLAN.name_regex(PLAN.measured_codecs),
     group:
         # on a cluster, batch shards into one job; GPU and CPU codecs never share a job
         lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"

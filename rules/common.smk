@@ -18,11 +18,14 @@ try:
     validate(_validated, "../schemas/config.schema.yaml", set_default=False)
     config.clear()
     config.update(_validated)
-    PLAN = Plan(config)
+    PLAN = Plan(config, basedir=workflow.basedir)
     OUT = PLAN.out
     # Listing the datasets here makes a missing dataset fail before any job runs.
     for _ds in PLAN.datasets:
         PLAN.shards(_ds)
+    for _codec in PLAN.measured_codecs:
+        for _rate in PLAN.rates(_codec):
+            PLAN.codec_weight_files(_codec, _rate)
 except DiscoverError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -33,6 +36,8 @@ wildcard_constraints:
     rate="[^/]+",
     shard="s[0-9]{4}",
     metric="[a-z_]+",
+    model="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    filename="[^/]+",
 
 
 def res(key, scale=1):
@@ -57,6 +62,14 @@ def codec_metric_csvs(wildcards):
 
 def dataset_rd_csvs(wildcards):
     return [f"{OUT}/tables/{wildcards.dataset}/rd/{codec}.csv" for codec in PLAN.codecs]
+
+
+def zoo_weight_targets():
+    return [
+        str(PLAN.zoo_weight_path(model, str(rate)))
+        for model, spec in config["zoo_training"].items()
+        for rate in spec["lambdas"]
+    ]
 
 
 def final_targets():

@@ -11,6 +11,8 @@ rule aggregate_rd:
         f"{OUT}/logs/aggregate_rd/{{dataset}}/{{codec}}.log",
     benchmark:
         f"{OUT}/benchmarks/aggregate_rd/{{dataset}}/{{codec}}.tsv"
+    wildcard_constraints:
+        codec=PLAN.name_regex(PLAN.measured_codecs),
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -24,6 +26,32 @@ rule aggregate_rd:
         "RD points of {wildcards.codec} on {wildcards.dataset}"
     script:
         "../workflow_scripts/aggregate_rd.py"
+
+
+rule import_published:
+    input:
+        lambda wc: config["codecs"][wc.codec]["file"],
+    output:
+        rd=f"{OUT}/tables/{{dataset}}/rd/{{codec}}.csv",
+    log:
+        f"{OUT}/logs/import_published/{{dataset}}/{{codec}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/import_published/{{dataset}}/{{codec}}.tsv"
+    wildcard_constraints:
+        codec=PLAN.name_regex(PLAN.published_codecs),
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        codec=lambda wc: config["codecs"][wc.codec],
+        metrics=PLAN.metrics,
+    message:
+        "Published RD points of {wildcards.codec} on {wildcards.dataset}"
+    script:
+        "../workflow_scripts/import_published.py"
 
 
 rule combine_rd:

@@ -77,29 +77,6 @@ def test_same_config_gives_byte_identical_bitstreams_and_tables(finished_run, tm
         assert a and a == b, pattern
 
 
-def test_command_codec_added_through_config_only_runs_in_the_dag(copy_of_run):
-    cfg = yaml.safe_load((copy_of_run / "config.yaml").read_text())
-    cfg["codecs"]["cwebp"] = {
-        "type": "command",
-        "label": "WebP (cwebp CLI)",
-        "extension": "webp",
-        "rates": [10, 40, 70, 95],
-        "encode": "cwebp -quiet -q {rate} {input} -o {output}",
-        "decode": "dwebp -quiet {input} -o {output}",
-    }
-    write_config(copy_of_run / "config.yaml", cfg)
-    dry = snakemake(copy_of_run, copy_of_run / "config.yaml", "-n", "--quiet", "rules")
-    assert dry.returncode == 0, dry.stderr[-3000:]
-    # only the new codec's jobs and the tables that depend on it are scheduled
-    assert "prepare_shard" not in dry.stdout
-    proc = snakemake(copy_of_run, copy_of_run / "config.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rd = pd.read_csv(copy_of_run / "results/tables/scenes/rd.csv")
-    assert (rd.codec == "cwebp").sum() == 4
-    streams = list((copy_of_run / "results/scenes/cwebp/40").glob("s*/*.webp"))
-    assert len(streams) == 4 and all(p.read_bytes()[:4] == b"RIFF" for p in streams)
-
-
 def _snapshot(run):
     return {k: v for k, v in tree_digest(run / "results").items() if not k.startswith("logs/")}
 

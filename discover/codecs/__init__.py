@@ -1,6 +1,14 @@
 """Codecs: one module per implementation, registered by type name."""
 
-from discover.codecs import avif, command, hevc, pillow_codecs  # noqa: F401  (registration)
+from discover.codecs import (  # noqa: F401  (registration)
+    avif,
+    command,
+    compressai_models,
+    hevc,
+    pillow_codecs,
+    published,
+    reference_software,
+)
 from discover.codecs.base import Codec
 from discover.codecs.registry import available, get_codec, register_codec, resolve
 

@@ -23,6 +23,8 @@ class Codec:
     extension: str = "bin"
     #: True if a larger rate value gives more bits (JPEG quality); False for QP-like values.
     rate_increases_bits: bool = True
+    #: False for curves imported from publications (no encoder; never run by the pipeline).
+    measured: bool = True
     #: GPUs an encode/decode job of this codec requests on a cluster (learned codecs: 1).
     gpus: int = 0
     #: Binaries this codec runs, as (config key, default, Debian package).

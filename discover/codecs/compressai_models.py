@@ -120,8 +120,8 @@ def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
     (hlen,) = struct.unpack(">H", data[5:7])
     try:
         header = json.loads(data[7:7 + hlen])
-        skel = header["s"]
-    except (ValueError, KeyError) as exc:
+        skel, height, width = header["s"], int(header["h"]), int(header["w"])
+    except (ValueError, KeyError, TypeError) as exc:
         raise fail("corrupt header") from exc
     pos, flat = 7 + hlen, []
     while pos < len(data):
@@ -132,10 +132,13 @@ def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
             raise fail("truncated")
         flat.append(data[pos + 4:pos + 4 + n])
         pos += 4 + n
-    _, expected = _flatten(_unflatten(skel, [b""] * 10_000))
-    if len(flat) != len(expected):
-        raise fail(f"{len(flat)} strings, header announces {len(expected)}")
-    return header["h"], header["w"], _unflatten(skel, flat), header["shape"]
+    try:
+        expected = len(_flatten(_unflatten(skel, [b""] * 10_000))[1])
+    except (TypeError, IndexError) as exc:
+        raise fail("corrupt header") from exc
+    if len(flat) != expected:
+        raise fail(f"{len(flat)} strings, header announces {expected}")
+    return height, width, _unflatten(skel, flat), header["shape"]
 
 
 @register_codec("compressai")
@@ -186,7 +189,10 @@ class CompressAICodec(Codec):
         h, w, strings, latent_shape = unpack(path.read_bytes(), str(path))
         if (h, w) != tuple(shape):
             raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
-        with torch.no_grad():
-            x_hat = self.model(rate).decompress(strings, latent_shape)["x_hat"]
+        try:
+            with torch.no_grad():
+                x_hat = self.model(rate).decompress(strings, latent_shape)["x_hat"]
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise CodecError(f"{path}: stream does not decode with this model ({exc})") from exc
         x_hat = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().byte()
         return x_hat.permute(1, 2, 0).cpu().numpy()

@@ -82,3 +82,10 @@ def read_raw_yuv(path: Path, width: int, height: int, chroma: str) -> list[np.nd
     cb = data[width * height : width * height + cw * ch].reshape(ch, cw)
     cr = data[width * height + cw * ch :].reshape(ch, cw)
     return [y, cb, cr]
+
+
+def write_raw_yuv(path: Path, planes: list[np.ndarray]) -> None:
+    """Planar 8-bit YUV, one frame, no header (the reference software's input format)."""
+    with open(path, "wb") as fh:
+        for p in planes:
+            fh.write(np.ascontiguousarray(p, dtype=np.uint8).tobytes())

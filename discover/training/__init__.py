@@ -1,0 +1,1 @@
+"""Training of the small models the embedded default uses (same code paths as full scale)."""

@@ -1,0 +1,101 @@
+"""Train a CompressAI model (e.g. bmshj2018-hyperprior with small N/M) on the embedded data.
+
+The result is a CompressAI-format state dict (after ``update()``, so it carries its CDF tables)
+that the ``compressai`` codec loads exactly like an official zoo file, plus a JSON sidecar with
+the training spec, the command that reproduces it, the final losses and the file's sha256.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from discover.io import atomic_path, write_text_atomic
+from discover.weights import sha256
+
+log = logging.getLogger("discover.training")
+
+
+def _image_pool(seed: int, num_images: int, crop: int) -> list[np.ndarray]:
+    """Training images: the synthetic-scenes train split (disjoint from every val split)."""
+    from discover.datasets.synthetic_scenes import SceneGenerator
+
+    gen = SceneGenerator(seed, "train", max(crop, 256), max(crop, 384), 2, 6)
+    return [gen.render(i)[0] for i in range(num_images)]
+
+
+def _batch(pool: list[np.ndarray], rng: np.random.Generator, batch_size: int,
+           crop: int) -> torch.Tensor:
+    out = np.empty((batch_size, crop, crop, 3), np.uint8)
+    for b in range(batch_size):
+        img = pool[rng.integers(len(pool))]
+        y = rng.integers(img.shape[0] - crop + 1)
+        x = rng.integers(img.shape[1] - crop + 1)
+        patch = img[y:y + crop, x:x + crop]
+        out[b] = patch[:, ::-1] if rng.random() < 0.5 else patch
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255)
+
+
+def train_zoo_model(out_path: str | Path, meta_path: str | Path, spec: Mapping[str, Any],
+                    lmbda: float, *, seed: int = 0, steps: int | None = None,
+                    log_csv: str | Path | None = None, command: str = "") -> dict:
+    """Train one rate point (one lambda) and write the state dict and its sidecar atomically."""
+    from compressai.losses import RateDistortionLoss
+    from compressai.zoo.image import model_architectures
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    steps = int(steps if steps is not None else spec["steps"])
+    crop, batch_size = int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
+    model = model_architectures[spec["architecture"]](int(spec["N"]), int(spec["M"]))
+    params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam(params, lr=float(spec.get("lr", 1e-3)))
+    aux_opt = torch.optim.Adam(aux_params, lr=float(spec.get("aux_lr", 1e-3)))
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
+    criterion = RateDistortionLoss(lmbda=lmbda)
+    pool = _image_pool(seed, int(spec.get("num_images", 64)), crop)
+    rows, t0 = [], time.perf_counter()
+    model.train()
+    for step in range(1, steps + 1):
+        x = _batch(pool, rng, batch_size, crop)
+        opt.zero_grad()
+        aux_opt.zero_grad()
+        losses = criterion(model(x), x)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        aux = model.aux_loss()
+        aux.backward()
+        aux_opt.step()
+        if step % max(1, steps // 50) == 0 or step == steps:
+            row = {"step": step, "loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
+                   "mse": losses["mse_loss"].item(), "aux": aux.item(),
+                   "seconds": round(time.perf_counter() - t0, 2)}
+            rows.append(row)
+            log.info("step %d/%d loss %.4f bpp %.4f psnr %.2f dB", step, steps, row["loss"],
+                     row["bpp"], -10 * math.log10(max(row["mse"], 1e-10)))
+    model.update(force=True)
+    model.eval()
+    with atomic_path(out_path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    meta = {"architecture": spec["architecture"], "spec": dict(spec), "lambda": lmbda,
+            "seed": seed, "steps": steps, "final": rows[-1] if rows else {},
+            "command": command, "sha256": sha256(out_path)}
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if log_csv:
+        with atomic_path(log_csv) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return meta
