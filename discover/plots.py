@@ -23,16 +23,19 @@ def rd_plot(
     title: str,
     anchor: str | None = None,
 ) -> None:
-    """One curve per codec, bpp on x; the anchor is drawn thicker."""
+    """One curve per codec, bpp on x; the anchor thicker, published curves dashed."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
     for codec, df in rd.groupby("codec", sort=False):
         df = df.sort_values("bpp")
+        published = bool(df["published"].iloc[0]) if "published" in df else False
         label = str(df["label"].iloc[0]) + (" (anchor)" if codec == anchor else "")
+        label += " (published)" if published else ""
         ax.plot(
             df["bpp"],
             df[metric],
-            marker="o",
+            marker="s" if published else "o",
             markersize=3,
+            linestyle="--" if published else "-",
             linewidth=2.2 if codec == anchor else 1.3,
             label=label,
         )

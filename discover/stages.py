@@ -218,6 +218,7 @@ def bd_table(
                 "dataset": dataset,
                 "codec": codec,
                 "label": t["label"].iloc[0],
+                "published": bool(t["published"].iloc[0]) if "published" in t else False,
                 "anchor": anchor,
                 "metric": m,
                 "method": method,
