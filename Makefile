@@ -32,7 +32,7 @@ $(BIN)/python:
 # Re-runs only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,comparators]'
 	touch $@
 
 python-deps: $(VENV)/.installed

@@ -110,7 +110,7 @@ class Plan:
         entry["rates"] = [value]
         if "trained" in entry:
             entry["weights"] = {rate: str(self.zoo_weight_path(entry.pop("trained"), rate))}
-        if entry.get("type") == "compressai" and "weights" not in entry:
+        if self.official_weight(codec, rate) is not None:
             entry["weights_cache"] = self.weights_cache
         return {"codecs": {codec: entry}, "metrics": self.metrics}
 
@@ -131,12 +131,9 @@ class Plan:
 
     def official_weight(self, codec: str, rate: str):
         """The official weight a codec's rate point loads from the cache, or None."""
-        entry = self.config["codecs"][codec]
-        if entry["type"] != "compressai" or "trained" in entry or entry.get("weights"):
-            return None
-        from discover.codecs.compressai_models import official_weight
+        from discover.codecs import get_codec
 
-        return official_weight(entry["architecture"], entry.get("metric", "mse"), rate)
+        return get_codec(codec, self.config).official_weight(rate)
 
     def official_weights(self) -> dict:
         """Cache file name -> WeightSpec, for every configured official weight."""

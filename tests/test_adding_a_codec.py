@@ -49,6 +49,8 @@ def installed_plugin():
 
 def test_python_class_by_module_path_and_by_entry_point(copy_of_run, installed_plugin):
     codecs = yaml.safe_load((EXAMPLES / "python_codec.yaml").read_text())
+    entry = codecs["palette-by-path"]
+    entry["pythonpath"] = [str(ROOT / p) for p in entry["pythonpath"]]
     _add_codecs(copy_of_run, codecs)
     listed = subprocess.run([sys.executable, "-m", "discover.cli", "check-codec", "palette",
                              "--config", str(copy_of_run / "config.yaml")],

@@ -5,6 +5,7 @@ from discover.codecs import (  # noqa: F401  (registration)
     command,
     compressai_models,
     hevc,
+    illm,
     pillow_codecs,
     published,
     reference_software,

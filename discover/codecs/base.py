@@ -59,6 +59,11 @@ class Codec:
                 return found
         raise KeyError(key)
 
+    def official_weight(self, rate):
+        """The pretrained weight (a discover.weights.WeightSpec) this rate point reads from the
+        weights cache, or None (no weights, or weights given explicitly)."""
+        return None
+
     def check(self) -> str:
         """Verify that everything the codec needs is present; return a one-line description."""
         return ", ".join(f"{k}={self.binary(k)}" for k, _, _ in self.binaries) or "built in"

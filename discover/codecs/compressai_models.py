@@ -163,6 +163,11 @@ class CompressAICodec(Codec):
         spec = official_weight(self.cfg["architecture"], self.cfg.get("metric", "mse"), rate)
         return resolve(spec, self.cfg.get("weights_cache"))
 
+    def official_weight(self, rate) -> WeightSpec | None:
+        if self.cfg.get("weights") or self.cfg.get("trained"):
+            return None
+        return official_weight(self.cfg["architecture"], self.cfg.get("metric", "mse"), rate)
+
     def check(self) -> str:
         import compressai
 

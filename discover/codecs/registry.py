@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Mapping
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from discover.codecs.base import Codec
@@ -62,4 +64,11 @@ def get_codec(name: str, config: Mapping[str, Any], threads: int = 1) -> Codec:
         entry = config["codecs"][name]
     except KeyError as exc:
         raise ConfigError(f"codec {name!r} is not in the config") from exc
+    # A codec class living in a checkout of its authors' repository: put it on the path.
+    for extra in reversed(entry.get("pythonpath") or []):
+        path = str(Path(extra).expanduser())
+        if not Path(path).is_dir():
+            raise ConfigError(f"config key codecs.{name}.pythonpath: {path} is not a directory")
+        if path not in sys.path:
+            sys.path.insert(0, path)
     return resolve(entry["type"])(name, entry, threads=threads)

@@ -1,0 +1,113 @@
+"""MS-ILLM (Muckley et al., ICML 2023) through its package, NeuralCompression.
+
+Rate point = quality 1-6, the six released models (``neuralcompression.zoo`` names them by
+target bpp). Weights: ``weights: {rate: file}`` or the official checkpoint from the weights
+cache (`snakemake fetch_weights`; the weights are CC-BY-NC 4.0). The model is built and loaded
+exactly as ``neuralcompression.zoo.msillm_quality_N`` does, minus the download. Streams use the
+``.cai`` container of discover.codecs.compressai_models (latent and hyper-latent strings).
+Install with ``pip install -e '.[comparators]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from discover.codecs.base import Codec
+from discover.codecs.compressai_models import pack, unpack
+from discover.codecs.registry import register_codec
+from discover.errors import CodecError
+from discover.io import write_bytes_atomic
+from discover.weights import WeightSpec, resolve
+
+# The checkpoint location used by neuralcompression.zoo._msillm (inlined there too).
+MSILLM_URL = "https://dl.fbaipublicfiles.com/NeuralCompression/2023-muckley-msillm/msillm_{}.ckpt"
+
+
+def _neuralcompression():
+    try:
+        import neuralcompression.models as models
+        from neuralcompression.zoo._msillm import VALID_WEIGHTS
+    except ImportError as exc:
+        raise CodecError("the illm codec needs NeuralCompression: pip install -e "
+                         f"'.[comparators]' ({exc})") from exc
+    return models, VALID_WEIGHTS
+
+
+def official_weight(quality: int) -> WeightSpec:
+    _, valid = _neuralcompression()
+    if not 1 <= int(quality) <= len(valid):
+        raise CodecError(f"MS-ILLM has qualities 1-{len(valid)}, not {quality}")
+    name = valid[int(quality) - 1]
+    return WeightSpec(f"msillm/{name}", MSILLM_URL.format(name))
+
+
+@register_codec("illm")
+class IllmCodec(Codec):
+    extension = "cai"
+    gpus = 0  # entropy coding is CPU-only in NeuralCompression (force_cpu)
+
+    def __init__(self, name, cfg=None, threads=1):
+        super().__init__(name, cfg, threads)
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def weight_path(self, rate) -> Path:
+        weights = {str(k): v for k, v in (self.cfg.get("weights") or {}).items()}
+        if weights:
+            if str(rate) not in weights:
+                raise CodecError(f"codec {self.name!r}: no weights for rate {rate}")
+            return resolve(weights[str(rate)], None)
+        return resolve(official_weight(int(rate)), self.cfg.get("weights_cache"))
+
+    def model(self, rate) -> torch.nn.Module:
+        key = str(rate)
+        if key not in self._models:
+            models, _ = _neuralcompression()
+            arch = dict(self.cfg.get("model") or {})
+            net = models.HiFiCAutoencoder(**arch)
+            path = self.weight_path(rate)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                net.load_state_dict(state)
+            except Exception as exc:
+                raise CodecError(f"codec {self.name!r}: weights {path} do not load into "
+                                 f"HiFiCAutoencoder({arch}): {exc}") from exc
+            net.eval()
+            net.update(force=True)
+            self._models[key] = net
+        return self._models[key]
+
+    def official_weight(self, rate) -> WeightSpec | None:
+        return None if self.cfg.get("weights") else official_weight(int(rate))
+
+    def check(self) -> str:
+        _neuralcompression()
+        return ", ".join(str(self.weight_path(r)) for r in self.rates)
+
+    def encode(self, image: np.ndarray, rate, path: Path) -> None:
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+        with torch.no_grad():
+            out = self.model(rate).compress(x, force_cpu=True)
+        shape = {"image_size": list(out.image_size), "padded_size": list(out.padded_size)}
+        data = pack(image.shape[0], image.shape[1],
+                    [list(out.latent_strings), list(out.hyper_latent_strings)], shape)
+        write_bytes_atomic(path, data)
+
+    def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
+        from neuralcompression import HyperpriorCompressedOutput
+
+        h, w, strings, sizes = unpack(path.read_bytes(), str(path))
+        if (h, w) != tuple(shape):
+            raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
+        try:
+            data = HyperpriorCompressedOutput(
+                latent_strings=strings[0], hyper_latent_strings=strings[1],
+                image_size=tuple(sizes["image_size"]), padded_size=tuple(sizes["padded_size"]))
+            with torch.no_grad():
+                x_hat = self.model(rate).decompress(data, force_cpu=True)
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise CodecError(f"{path}: stream does not decode with this model ({exc})") from exc
+        x_hat = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().byte()
+        return x_hat.permute(1, 2, 0).cpu().numpy()
