@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from discover.workflow import snakemake_command
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 60.0
 
@@ -101,20 +103,7 @@ def dry_run(tmp: Path, shard_size: int, profile: str | None, scale: float) -> di
     }
     cfg_path = tmp / "paper.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp),
-        "--configfile",
-        str(cfg_path),
-        "-n",
-        "--cores",
-        "2",
-    ]
+    cmd = snakemake_command(cfg_path, "-n", workdir=tmp, cores=2)
     if profile:
         cmd += ["--profile", str(ROOT / profile)]
     else:

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from discover.workflow import snakemake_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,9 +54,9 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(args.config, Path(tmp) / "config.yaml")
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--directory", tmp, "--configfile", str(Path(tmp) / "config.yaml"),
-               "--cores", str(args.cores), "--quiet", "all"]
+        cmd = snakemake_command(
+            Path(tmp) / "config.yaml", "--quiet", "all", workdir=tmp, cores=args.cores
+        )
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         peak = 0
@@ -76,8 +78,10 @@ def main() -> int:
             print(err[-3000:], file=sys.stderr)
             return 1
     gib = peak / 2**30
-    print(f"demo DAG: {elapsed / 60:.2f} min (target <= 10)   peak RSS of the process tree: "
-          f"{gib:.2f} GiB (target <= 4)")
+    print(
+        f"demo DAG: {elapsed / 60:.2f} min (target <= 10)   peak RSS of the process tree: "
+        f"{gib:.2f} GiB (target <= 4)"
+    )
     return 0 if elapsed <= 600 and gib <= 4 else 2
 
 

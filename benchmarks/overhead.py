@@ -23,6 +23,7 @@ from PIL import Image
 from discover.codecs import get_codec
 from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.metrics import msssim, psnr
+from discover.workflow import snakemake_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.10
@@ -66,21 +67,7 @@ def dag(images_dir: Path, work: Path, shard_size: int, cores: int) -> float:
         "anchor": "jpeg",
     }
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(work / "config.yaml"),
-        "--cores",
-        str(cores),
-        "--quiet",
-        "all",
-    ]
+    cmd = snakemake_command(work / "config.yaml", "--quiet", "all", workdir=work, cores=cores)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0

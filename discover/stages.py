@@ -182,8 +182,9 @@ def aggregate_rd(
     return rd
 
 
-def import_published(config: Mapping[str, Any], dataset: str, codec: str,
-                     rd_csv: str | Path) -> pd.DataFrame:
+def import_published(
+    config: Mapping[str, Any], dataset: str, codec: str, rd_csv: str | Path
+) -> pd.DataFrame:
     """RD rows of a published curve for ``dataset``, in the layout of measured RD tables."""
     rd = get_codec(codec, config).points(dataset, config.get("metrics", []))
     with atomic_path(rd_csv) as tmp:

@@ -83,9 +83,12 @@ def fetch(spec: WeightSpec, cache: str | os.PathLike | None, progress: bool = Fa
         try:
             download_url_to_file(spec.url, str(tmp), hash_prefix=None, progress=progress)
         except Exception as exc:
-            raise DiscoverError(f"cannot download weight {spec.name!r} from {spec.url}: "
-                                f"{exc}") from exc
+            raise DiscoverError(
+                f"cannot download weight {spec.name!r} from {spec.url}: {exc}"
+            ) from exc
         if spec.hash_prefix and not sha256(tmp).startswith(spec.hash_prefix):
-            raise DiscoverError(f"weight {spec.name!r}: downloaded file's sha256 does not start "
-                                f"with {spec.hash_prefix} (corrupt download?)")
+            raise DiscoverError(
+                f"weight {spec.name!r}: downloaded file's sha256 does not start "
+                f"with {spec.hash_prefix} (corrupt download?)"
+            )
     return dest

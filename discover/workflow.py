@@ -117,12 +117,15 @@ class Plan:
     # -- weights ---------------------------------------------------------------------------
     def zoo_weight_path(self, model: str, rate: str) -> Path:
         if model not in self.config.get("zoo_training", {}):
-            raise ConfigError(f"config key zoo_training.{model}: not defined (a codec says "
-                              f"trained: {model})")
+            raise ConfigError(
+                f"config key zoo_training.{model}: not defined (a codec says trained: {model})"
+            )
         lambdas = {str(k) for k in self.config["zoo_training"][model]["lambdas"]}
         if str(rate) not in lambdas:
-            raise ConfigError(f"config key zoo_training.{model}.lambdas: no lambda for rate "
-                              f"{rate} (has {', '.join(sorted(lambdas))})")
+            raise ConfigError(
+                f"config key zoo_training.{model}.lambdas: no lambda for rate "
+                f"{rate} (has {', '.join(sorted(lambdas))})"
+            )
         return self.weights_dir / model / f"q{rate}.pth.tar"
 
     @property
@@ -181,3 +184,28 @@ class Plan:
         counts["all"] = 1
         counts["total"] = sum(counts.values())
         return counts
+
+
+SNAKEFILE = Path(__file__).resolve().parent.parent / "Snakefile"
+
+
+def snakemake_command(
+    configfile: str | Path, *args: str, workdir: str | Path | None = None, cores: int | None = None
+) -> list[str]:
+    """argv running this repository's workflow on ``configfile`` with the current Python."""
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--configfile",
+        str(configfile),
+    ]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    if cores is not None:
+        cmd += ["--cores", str(cores)]
+    return cmd + list(args)

@@ -4,11 +4,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from discover.workflow import snakemake_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,21 +53,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 def snakemake(
     workdir: Path, configfile: Path, *args: str, cores: int = 2, timeout: int = 600, **popen
 ) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        str(cores),
-        "--rerun-incomplete",
-        *args,
-    ]
+    cmd = snakemake_command(configfile, "--rerun-incomplete", *args, workdir=workdir, cores=cores)
     return subprocess.run(
         cmd,
         capture_output=True,

@@ -40,11 +40,15 @@ def test_command_template_codec(copy_of_run):
 @pytest.fixture
 def installed_plugin():
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation",
-                    str(EXAMPLES / "plugin")], check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-build-isolation", str(EXAMPLES / "plugin")],
+        check=True,
+        capture_output=True,
+    )
     yield
-    subprocess.run([*pip, "uninstall", "-y", "discover-example-codec"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*pip, "uninstall", "-y", "discover-example-codec"], check=True, capture_output=True
+    )
 
 
 def test_python_class_by_module_path_and_by_entry_point(copy_of_run, installed_plugin):
@@ -52,9 +56,20 @@ def test_python_class_by_module_path_and_by_entry_point(copy_of_run, installed_p
     entry = codecs["palette-by-path"]
     entry["pythonpath"] = [str(ROOT / p) for p in entry["pythonpath"]]
     _add_codecs(copy_of_run, codecs)
-    listed = subprocess.run([sys.executable, "-m", "discover.cli", "check-codec", "palette",
-                             "--config", str(copy_of_run / "config.yaml")],
-                            capture_output=True, text=True, cwd=copy_of_run)
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "discover.cli",
+            "check-codec",
+            "palette",
+            "--config",
+            str(copy_of_run / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=copy_of_run,
+    )
     assert listed.returncode == 0 and "palette: ok" in listed.stdout, listed.stderr
     proc = snakemake(copy_of_run, copy_of_run / "config.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -41,8 +41,13 @@ def weights(tmp_path_factory) -> Path:
 
 
 def _codec(weights, **extra):
-    entry = {"type": "compressai", "architecture": "bmshj2018-hyperprior", "rates": [1],
-             "weights": {1: str(weights)}, **extra}
+    entry = {
+        "type": "compressai",
+        "architecture": "bmshj2018-hyperprior",
+        "rates": [1],
+        "weights": {1: str(weights)},
+        **extra,
+    }
     return get_codec("c", {"codecs": {"c": entry}})
 
 
@@ -62,12 +67,15 @@ def test_round_trip_is_deterministic_and_bits_are_the_file(image, weights, tmp_p
     assert payload < a.stat().st_size < payload + 200  # header + length prefixes only
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda d: b"XXXX" + d[4:], "bad magic"),
-    (lambda d: d[:4] + b"\x09" + d[5:], "version"),
-    (lambda d: d[: len(d) - 3], "truncated"),
-    (lambda d: d[:7] + b"x" + d[8:], "corrupt header"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda d: b"XXXX" + d[4:], "bad magic"),
+        (lambda d: d[:4] + b"\x09" + d[5:], "version"),
+        (lambda d: d[: len(d) - 3], "truncated"),
+        (lambda d: d[:7] + b"x" + d[8:], "corrupt header"),
+    ],
+)
 def test_corrupt_streams_are_rejected(image, weights, tmp_path, mutate, needle):
     codec = _codec(weights)
     path = tmp_path / "a.cai"
@@ -93,8 +101,12 @@ def test_wrong_weights_name_the_file(image, tmp_path):
 def test_official_weights_load_from_the_cache_through_compressai_loading(image, tmp_path):
     spec = official_weight("bmshj2018-hyperprior", "mse", 1)
     assert spec.filename == "bmshj2018-hyperprior-1-7eb97409.pth.tar"
-    entry = {"type": "compressai", "architecture": "bmshj2018-hyperprior", "rates": [1],
-             "weights_cache": str(tmp_path)}
+    entry = {
+        "type": "compressai",
+        "architecture": "bmshj2018-hyperprior",
+        "rates": [1],
+        "weights_cache": str(tmp_path),
+    }
     codec = get_codec("z", {"codecs": {"z": entry}})
     with pytest.raises(WeightsMissingError, match="snakemake fetch_weights"):
         codec.encode(image, 1, tmp_path / "a.cai")
@@ -102,8 +114,12 @@ def test_official_weights_load_from_the_cache_through_compressai_loading(image, 
     # M=192; old ParameterList keys, as in the published files) loads through the same path.
     torch.manual_seed(1)
     model = ScaleHyperprior(128, 192)
-    state = {k.replace("entropy_bottleneck._matrix", "entropy_bottleneck._matrices.")
-             if "._matrix" in k else k: v for k, v in model.state_dict().items()}
+    state = {
+        k.replace("entropy_bottleneck._matrix", "entropy_bottleneck._matrices.")
+        if "._matrix" in k
+        else k: v
+        for k, v in model.state_dict().items()
+    }
     torch.save(state, tmp_path / spec.filename)
     codec = get_codec("z", {"codecs": {"z": entry}})
     codec.encode(image, 1, tmp_path / "a.cai")
@@ -148,8 +164,15 @@ def test_fetch_downloads_once_and_checks_the_hash(http_server, tmp_path):
 
 
 def test_training_a_few_steps_gives_a_loadable_codec(image, tmp_path):
-    spec = {"architecture": "bmshj2018-hyperprior", "N": 16, "M": 24, "steps": 4,
-            "num_images": 2, "crop": 64, "batch_size": 2}
+    spec = {
+        "architecture": "bmshj2018-hyperprior",
+        "N": 16,
+        "M": 24,
+        "steps": 4,
+        "num_images": 2,
+        "crop": 64,
+        "batch_size": 2,
+    }
     out, meta = tmp_path / "q1.pth.tar", tmp_path / "q1.json"
     info = train_zoo_model(out, meta, spec, 0.01, log_csv=tmp_path / "l.csv")
     assert json.loads(meta.read_text())["sha256"] == sha256(out) == info["sha256"]
@@ -175,8 +198,14 @@ def test_demo_uses_committed_weights_and_train_rule_runs(tmp_path):
     from .conftest import snakemake, tiny_config, write_config
 
     cfg = tiny_config()
-    cfg["codecs"] = {"mini": {"type": "compressai", "architecture": "bmshj2018-hyperprior",
-                              "trained": "hyperprior-mini", "rates": [1, 2, 3, 4]}}
+    cfg["codecs"] = {
+        "mini": {
+            "type": "compressai",
+            "architecture": "bmshj2018-hyperprior",
+            "trained": "hyperprior-mini",
+            "rates": [1, 2, 3, 4],
+        }
+    }
     cfg["anchor"] = "mini"
     default = __import__("yaml").safe_load((ROOT / "config.yaml").read_text())
     cfg["zoo_training"] = default["zoo_training"]
@@ -194,4 +223,5 @@ def test_demo_uses_committed_weights_and_train_rule_runs(tmp_path):
     for q in (1, 2, 3, 4):
         meta = json.loads((tmp_path / "w" / "hyperprior-mini" / f"q{q}.json").read_text())
         assert meta["steps"] == 3 and meta["sha256"] == sha256(
-            tmp_path / "w" / "hyperprior-mini" / f"q{q}.pth.tar")
+            tmp_path / "w" / "hyperprior-mini" / f"q{q}.pth.tar"
+        )

@@ -31,8 +31,11 @@ def weights(tmp_path_factory):
 
 def test_round_trip_is_deterministic(weights, tmp_path):
     image = SceneGenerator(2, "val", 70, 90, 1, 2).render(0)[0]
-    cfg = {"codecs": {"illm": {"type": "illm", "rates": [1], "weights": {1: str(weights)},
-                               "model": TINY}}}
+    cfg = {
+        "codecs": {
+            "illm": {"type": "illm", "rates": [1], "weights": {1: str(weights)}, "model": TINY}
+        }
+    }
     codec = get_codec("illm", cfg)
     codec.encode(image, 1, tmp_path / "a.cai")
     get_codec("illm", cfg).encode(image, 1, tmp_path / "b.cai")
@@ -43,8 +46,10 @@ def test_round_trip_is_deterministic(weights, tmp_path):
 
 
 def test_official_weights_come_from_the_cache(tmp_path):
-    codec = get_codec("illm", {"codecs": {"illm": {"type": "illm", "rates": [1, 6],
-                                                   "weights_cache": str(tmp_path)}}})
+    codec = get_codec(
+        "illm",
+        {"codecs": {"illm": {"type": "illm", "rates": [1, 6], "weights_cache": str(tmp_path)}}},
+    )
     assert codec.official_weight(1).filename == "msillm_target_0.035bpp.ckpt"
     assert codec.official_weight(6).filename == "msillm_target_0.9bpp.ckpt"
     with pytest.raises(WeightsMissingError, match="fetch_weights"):
@@ -52,8 +57,16 @@ def test_official_weights_come_from_the_cache(tmp_path):
 
 
 def test_mismatched_weights_are_named(weights, tmp_path):
-    cfg = {"codecs": {"illm": {"type": "illm", "rates": [1], "weights": {1: str(weights)},
-                               "model": {**TINY, "latent_features": 12}}}}
+    cfg = {
+        "codecs": {
+            "illm": {
+                "type": "illm",
+                "rates": [1],
+                "weights": {1: str(weights)},
+                "model": {**TINY, "latent_features": 12},
+            }
+        }
+    }
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(CodecError, match="tiny.ckpt"):
         get_codec("illm", cfg).encode(image, 1, tmp_path / "a.cai")

@@ -17,12 +17,21 @@ from discover.codecs.reference_software import parse_version
 from discover.errors import CodecError
 
 
-@pytest.mark.parametrize("banner,version", [
-    ("\nVVCSoftware: VTM Encoder Version 12.1 [Linux][GCC 9.4.0][64 bit] [SIMD=AVX2]\n", "12.1"),
-    ("VVCSoftware: VTM Decoder Version 23.4 [Linux][GCC 12.2.0][64 bit]", "23.4"),
-    ("HM software: Encoder Version [16.20] (including RExt)[Linux][GCC 7.5.0][64 bit]", "16.20"),
-    ("no banner here", None),
-])
+@pytest.mark.parametrize(
+    "banner,version",
+    [
+        (
+            "\nVVCSoftware: VTM Encoder Version 12.1 [Linux][GCC 9.4.0][64 bit] [SIMD=AVX2]\n",
+            "12.1",
+        ),
+        ("VVCSoftware: VTM Decoder Version 23.4 [Linux][GCC 12.2.0][64 bit]", "23.4"),
+        (
+            "HM software: Encoder Version [16.20] (including RExt)[Linux][GCC 7.5.0][64 bit]",
+            "16.20",
+        ),
+        ("no banner here", None),
+    ],
+)
 def test_version_banner_parsing(banner, version):
     assert parse_version(banner) == version
 
@@ -34,14 +43,26 @@ def _codec(kind="vtm", **extra):
 
 def test_vtm_command_lines():
     codec = _codec(bit_depth=10)
-    enc = codec.encoder_args("EncoderAppStatic", "intra.cfg", Path("in.yuv"), 768, 512, 32,
-                             Path("out.bin"))
+    enc = codec.encoder_args(
+        "EncoderAppStatic", "intra.cfg", Path("in.yuv"), 768, 512, 32, Path("out.bin")
+    )
     assert enc[:3] == ["EncoderAppStatic", "-c", "intra.cfg"]
     joined = " ".join(enc)
-    for part in ("-i in.yuv", "-b out.bin", "-o /dev/null", "-wdt 768", "-hgt 512", "-q 32",
-                 "-f 1", "--InputBitDepth=8", "--InternalBitDepth=10", "--OutputBitDepth=10",
-                 "--InputChromaFormat=444", "--ChromaFormatIDC=444",
-                 "--ConformanceWindowMode=1"):
+    for part in (
+        "-i in.yuv",
+        "-b out.bin",
+        "-o /dev/null",
+        "-wdt 768",
+        "-hgt 512",
+        "-q 32",
+        "-f 1",
+        "--InputBitDepth=8",
+        "--InternalBitDepth=10",
+        "--OutputBitDepth=10",
+        "--InputChromaFormat=444",
+        "--ChromaFormatIDC=444",
+        "--ConformanceWindowMode=1",
+    ):
         assert part in joined
     dec = codec.decoder_args("DecoderAppStatic", Path("out.bin"), Path("rec.yuv"))
     assert dec == ["DecoderAppStatic", "-b", "out.bin", "-o", "rec.yuv", "-d", "8"]
@@ -50,8 +71,9 @@ def test_vtm_command_lines():
 
 def test_hm_420_command_line():
     codec = _codec("hm", chroma_format="420", bit_depth=8)
-    joined = " ".join(codec.encoder_args("TAppEncoderStatic", "c.cfg", Path("a.yuv"), 10, 6,
-                                         47, Path("b.bin")))
+    joined = " ".join(
+        codec.encoder_args("TAppEncoderStatic", "c.cfg", Path("a.yuv"), 10, 6, 47, Path("b.bin"))
+    )
     assert "--ChromaFormatIDC=420" in joined and "--InternalBitDepth=8" in joined
 
 

@@ -11,10 +11,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import yaml
+
+from discover.workflow import snakemake_command
 
 from .conftest import ROOT, tiny_config, tree_digest, write_config
 
@@ -118,21 +119,15 @@ def test_slurm_run_equals_local_run_and_gpu_rules_request_gpus(slurm, finished_r
     }
     config = write_config(work / "config.yaml", cfg)
     before = {r["id"] for r in _sacct_jobs(work)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(config),
+    cmd = snakemake_command(
+        config,
         "--profile",
         "profiles/slurm",
         "--slurm-init-seconds-before-status-checks",
         "2",
         "--seconds-between-status-checks",
         "2",
-    ]
+    )
     proc = _run_bounded(cmd, cwd=work)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
 

@@ -8,13 +8,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+
+from discover.workflow import snakemake_command
 
 from .conftest import ROOT, snakemake, tiny_config, tree_digest, write_config
 
@@ -136,20 +137,7 @@ def test_resume_after_sigkill_recomputes_nothing_finished(finished_run, tmp_path
     work = tmp_path / "run_c"
     work.mkdir()
     cfg = write_config(work / "config.yaml", tiny_config())
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(cfg),
-        "--cores",
-        "1",
-        "--rerun-incomplete",
-    ]
+    cmd = snakemake_command(cfg, "--rerun-incomplete", workdir=work, cores=1)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -42,8 +42,9 @@ def official_weight(architecture: str, metric: str, quality: int) -> WeightSpec:
     try:
         url = model_urls[architecture][metric][int(quality)]
     except KeyError as exc:
-        raise CodecError(f"CompressAI has no official weights for {architecture}/{metric}/"
-                         f"quality {quality}") from exc
+        raise CodecError(
+            f"CompressAI has no official weights for {architecture}/{metric}/quality {quality}"
+        ) from exc
     return WeightSpec(f"compressai/{architecture}/{metric}/{quality}", url)
 
 
@@ -54,11 +55,14 @@ def load_model(architecture: str, weight_path: Path) -> torch.nn.Module:
     from compressai.zoo.pretrained import load_pretrained
 
     classes = dict(model_architectures)
-    classes.update({"elic2022-official": Elic2022Official,
-                    "elic2022-chandelier": Elic2022Chandelier})
+    classes.update(
+        {"elic2022-official": Elic2022Official, "elic2022-chandelier": Elic2022Chandelier}
+    )
     if architecture not in classes:
-        raise CodecError(f"unknown CompressAI architecture {architecture!r} "
-                         f"(one of {', '.join(sorted(classes))})")
+        raise CodecError(
+            f"unknown CompressAI architecture {architecture!r} "
+            f"(one of {', '.join(sorted(classes))})"
+        )
     try:
         state = torch.load(weight_path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -101,8 +105,9 @@ def _unflatten(skel: Any, flat: list[bytes]) -> Any:
 
 def pack(height: int, width: int, strings: Any, shape: Any) -> bytes:
     skel, flat = _flatten(strings)
-    header = json.dumps({"h": height, "w": width, "shape": _shape_to_json(shape), "s": skel},
-                        separators=(",", ":")).encode()
+    header = json.dumps(
+        {"h": height, "w": width, "shape": _shape_to_json(shape), "s": skel}, separators=(",", ":")
+    ).encode()
     out = [MAGIC, bytes([VERSION]), struct.pack(">H", len(header)), header]
     for s in flat:
         out += [struct.pack(">I", len(s)), s]
@@ -119,7 +124,7 @@ def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
         raise fail(f"unsupported format version {data[4] if len(data) > 4 else '?'}")
     (hlen,) = struct.unpack(">H", data[5:7])
     try:
-        header = json.loads(data[7:7 + hlen])
+        header = json.loads(data[7 : 7 + hlen])
         skel, height, width = header["s"], int(header["h"]), int(header["w"])
     except (ValueError, KeyError, TypeError) as exc:
         raise fail("corrupt header") from exc
@@ -127,10 +132,10 @@ def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
     while pos < len(data):
         if pos + 4 > len(data):
             raise fail("truncated")
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
         if pos + 4 + n > len(data):
             raise fail("truncated")
-        flat.append(data[pos + 4:pos + 4 + n])
+        flat.append(data[pos + 4 : pos + 4 + n])
         pos += 4 + n
     try:
         expected = len(_flatten(_unflatten(skel, [b""] * 10_000))[1])
@@ -157,8 +162,9 @@ class CompressAICodec(Codec):
         weights = {str(k): v for k, v in (self.cfg.get("weights") or {}).items()}
         if weights:
             if str(rate) not in weights:
-                raise CodecError(f"codec {self.name!r}: no weights for rate {rate} in "
-                                 f"codecs.{self.name}.weights")
+                raise CodecError(
+                    f"codec {self.name!r}: no weights for rate {rate} in codecs.{self.name}.weights"
+                )
             return resolve(weights[str(rate)], None)
         spec = official_weight(self.cfg["architecture"], self.cfg.get("metric", "mse"), rate)
         return resolve(spec, self.cfg.get("weights_cache"))
@@ -177,8 +183,9 @@ class CompressAICodec(Codec):
     def model(self, rate) -> torch.nn.Module:
         key = str(rate)
         if key not in self._models:
-            self._models[key] = load_model(self.cfg["architecture"],
-                                           self.weight_path(rate)).to(self.device)
+            self._models[key] = load_model(self.cfg["architecture"], self.weight_path(rate)).to(
+                self.device
+            )
         return self._models[key]
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:

@@ -31,8 +31,9 @@ def _neuralcompression():
         import neuralcompression.models as models
         from neuralcompression.zoo._msillm import VALID_WEIGHTS
     except ImportError as exc:
-        raise CodecError("the illm codec needs NeuralCompression: pip install -e "
-                         f"'.[comparators]' ({exc})") from exc
+        raise CodecError(
+            f"the illm codec needs NeuralCompression: pip install -e '.[comparators]' ({exc})"
+        ) from exc
     return models, VALID_WEIGHTS
 
 
@@ -72,8 +73,10 @@ class IllmCodec(Codec):
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 net.load_state_dict(state)
             except Exception as exc:
-                raise CodecError(f"codec {self.name!r}: weights {path} do not load into "
-                                 f"HiFiCAutoencoder({arch}): {exc}") from exc
+                raise CodecError(
+                    f"codec {self.name!r}: weights {path} do not load into "
+                    f"HiFiCAutoencoder({arch}): {exc}"
+                ) from exc
             net.eval()
             net.update(force=True)
             self._models[key] = net
@@ -91,8 +94,12 @@ class IllmCodec(Codec):
         with torch.no_grad():
             out = self.model(rate).compress(x, force_cpu=True)
         shape = {"image_size": list(out.image_size), "padded_size": list(out.padded_size)}
-        data = pack(image.shape[0], image.shape[1],
-                    [list(out.latent_strings), list(out.hyper_latent_strings)], shape)
+        data = pack(
+            image.shape[0],
+            image.shape[1],
+            [list(out.latent_strings), list(out.hyper_latent_strings)],
+            shape,
+        )
         write_bytes_atomic(path, data)
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
@@ -103,8 +110,11 @@ class IllmCodec(Codec):
             raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
         try:
             data = HyperpriorCompressedOutput(
-                latent_strings=strings[0], hyper_latent_strings=strings[1],
-                image_size=tuple(sizes["image_size"]), padded_size=tuple(sizes["padded_size"]))
+                latent_strings=strings[0],
+                hyper_latent_strings=strings[1],
+                image_size=tuple(sizes["image_size"]),
+                padded_size=tuple(sizes["padded_size"]),
+            )
             with torch.no_grad():
                 x_hat = self.model(rate).decompress(data, force_cpu=True)
         except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:

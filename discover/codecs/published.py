@@ -37,8 +37,9 @@ class PublishedCurve(Codec):
             raise CodecError(f"codec {self.name!r}: cannot read {path}: {exc}") from exc
         missing = {"dataset", "bpp"} - set(df.columns)
         if missing:
-            raise CodecError(f"codec {self.name!r}: {path} lacks column(s) "
-                             f"{', '.join(sorted(missing))}")
+            raise CodecError(
+                f"codec {self.name!r}: {path} lacks column(s) {', '.join(sorted(missing))}"
+            )
         return df
 
     def points(self, dataset: str, metrics: Sequence[str]) -> pd.DataFrame:
@@ -46,15 +47,23 @@ class PublishedCurve(Codec):
         df = self._read()
         df = df[df["dataset"].astype(str) == dataset].copy()
         if df.empty:
-            raise CodecError(f"codec {self.name!r}: {self.cfg['file']} has no points for "
-                             f"dataset {dataset!r}")
+            raise CodecError(
+                f"codec {self.name!r}: {self.cfg['file']} has no points for dataset {dataset!r}"
+            )
         df = df.sort_values("bpp", kind="stable").reset_index(drop=True)
-        out = pd.DataFrame({
-            "dataset": dataset, "codec": self.name, "label": self.label,
-            "rate": [f"p{i + 1}" for i in range(len(df))], "images": np.nan, "bits": np.nan,
-            "pixels": np.nan, "bpp": df["bpp"].astype(float),
-            "bpp_mean_per_image": np.nan,
-        })
+        out = pd.DataFrame(
+            {
+                "dataset": dataset,
+                "codec": self.name,
+                "label": self.label,
+                "rate": [f"p{i + 1}" for i in range(len(df))],
+                "images": np.nan,
+                "bits": np.nan,
+                "pixels": np.nan,
+                "bpp": df["bpp"].astype(float),
+                "bpp_mean_per_image": np.nan,
+            }
+        )
         for m in metrics:
             out[m] = df[m].astype(float) if m in df.columns else np.nan
         out["published"] = True

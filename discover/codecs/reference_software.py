@@ -57,30 +57,58 @@ class ReferenceSoftwareCodec(Codec):
 
         exe = self.cfg.get(key)
         if not exe:
-            raise CodecError(f"codec {self.name!r}: set codecs.{self.name}.{key} to the "
-                             f"{self.software} {key} binary (it is not installable here: build "
-                             "it from the reference software repository)")
+            raise CodecError(
+                f"codec {self.name!r}: set codecs.{self.name}.{key} to the "
+                f"{self.software} {key} binary (it is not installable here: build "
+                "it from the reference software repository)"
+            )
         found = shutil.which(exe)
         if found is None:
-            raise CodecError(f"codec {self.name!r}: {key} binary {exe!r} not found "
-                             f"(codecs.{self.name}.{key})")
+            raise CodecError(
+                f"codec {self.name!r}: {key} binary {exe!r} not found (codecs.{self.name}.{key})"
+            )
         return found
 
     def _cfg_file(self) -> str:
         cfg = self.cfg.get("cfg")
         if not cfg or not Path(cfg).is_file():
-            raise CodecError(f"codec {self.name!r}: encoder configuration file "
-                             f"codecs.{self.name}.cfg = {cfg!r} does not exist")
+            raise CodecError(
+                f"codec {self.name!r}: encoder configuration file "
+                f"codecs.{self.name}.cfg = {cfg!r} does not exist"
+            )
         return str(cfg)
 
-    def encoder_args(self, encoder: str, cfg: str, src: Path, width: int, height: int,
-                     qp: int, bitstream: Path) -> list[str]:
+    def encoder_args(
+        self, encoder: str, cfg: str, src: Path, width: int, height: int, qp: int, bitstream: Path
+    ) -> list[str]:
         fmt = self.chroma
-        return [encoder, "-c", cfg, "-i", str(src), "-b", str(bitstream), "-o", "/dev/null",
-                "-wdt", str(width), "-hgt", str(height), "-q", str(int(qp)), "-fr", "1",
-                "-f", "1", "--InputBitDepth=8", f"--InternalBitDepth={self.bit_depth}",
-                f"--OutputBitDepth={self.bit_depth}", f"--InputChromaFormat={fmt}",
-                f"--ChromaFormatIDC={fmt}", "--ConformanceWindowMode=1"]
+        return [
+            encoder,
+            "-c",
+            cfg,
+            "-i",
+            str(src),
+            "-b",
+            str(bitstream),
+            "-o",
+            "/dev/null",
+            "-wdt",
+            str(width),
+            "-hgt",
+            str(height),
+            "-q",
+            str(int(qp)),
+            "-fr",
+            "1",
+            "-f",
+            "1",
+            "--InputBitDepth=8",
+            f"--InternalBitDepth={self.bit_depth}",
+            f"--OutputBitDepth={self.bit_depth}",
+            f"--InputChromaFormat={fmt}",
+            f"--ChromaFormatIDC={fmt}",
+            "--ConformanceWindowMode=1",
+        ]
 
     def decoder_args(self, decoder: str, bitstream: Path, out: Path) -> list[str]:
         return [decoder, "-b", str(bitstream), "-o", str(out), "-d", "8"]
@@ -100,8 +128,9 @@ class ReferenceSoftwareCodec(Codec):
         found = self.version()
         expected = self.cfg.get("version")
         if expected and str(expected) != found:
-            raise CodecError(f"codec {self.name!r}: {self.software} version {found}, "
-                             f"config expects {expected}")
+            raise CodecError(
+                f"codec {self.name!r}: {self.software} version {found}, config expects {expected}"
+            )
         self._binary_path("decoder")
         self._cfg_file()
         return f"{self.software} {found}"
@@ -114,8 +143,12 @@ class ReferenceSoftwareCodec(Codec):
             src = Path(tmp) / "in.yuv"
             yuv.write_raw_yuv(src, planes)
             out = Path(tmp) / "out.bin"
-            self.run(self.encoder_args(self._binary_path("encoder"), self._cfg_file(), src, w, h,
-                                       int(rate), out), "encode")
+            self.run(
+                self.encoder_args(
+                    self._binary_path("encoder"), self._cfg_file(), src, w, h, int(rate), out
+                ),
+                "encode",
+            )
             out.replace(path)
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:

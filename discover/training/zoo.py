@@ -33,21 +33,30 @@ def _image_pool(seed: int, num_images: int, crop: int) -> list[np.ndarray]:
     return [gen.render(i)[0] for i in range(num_images)]
 
 
-def _batch(pool: list[np.ndarray], rng: np.random.Generator, batch_size: int,
-           crop: int) -> torch.Tensor:
+def _batch(
+    pool: list[np.ndarray], rng: np.random.Generator, batch_size: int, crop: int
+) -> torch.Tensor:
     out = np.empty((batch_size, crop, crop, 3), np.uint8)
     for b in range(batch_size):
         img = pool[rng.integers(len(pool))]
         y = rng.integers(img.shape[0] - crop + 1)
         x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y:y + crop, x:x + crop]
+        patch = img[y : y + crop, x : x + crop]
         out[b] = patch[:, ::-1] if rng.random() < 0.5 else patch
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255)
 
 
-def train_zoo_model(out_path: str | Path, meta_path: str | Path, spec: Mapping[str, Any],
-                    lmbda: float, *, seed: int = 0, steps: int | None = None,
-                    log_csv: str | Path | None = None, command: str = "") -> dict:
+def train_zoo_model(
+    out_path: str | Path,
+    meta_path: str | Path,
+    spec: Mapping[str, Any],
+    lmbda: float,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    log_csv: str | Path | None = None,
+    command: str = "",
+) -> dict:
     """Train one rate point (one lambda) and write the state dict and its sidecar atomically."""
     from compressai.losses import RateDistortionLoss
     from compressai.zoo.image import model_architectures
@@ -79,19 +88,37 @@ def train_zoo_model(out_path: str | Path, meta_path: str | Path, spec: Mapping[s
         aux.backward()
         aux_opt.step()
         if step % max(1, steps // 50) == 0 or step == steps:
-            row = {"step": step, "loss": losses["loss"].item(), "bpp": losses["bpp_loss"].item(),
-                   "mse": losses["mse_loss"].item(), "aux": aux.item(),
-                   "seconds": round(time.perf_counter() - t0, 2)}
+            row = {
+                "step": step,
+                "loss": losses["loss"].item(),
+                "bpp": losses["bpp_loss"].item(),
+                "mse": losses["mse_loss"].item(),
+                "aux": aux.item(),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
             rows.append(row)
-            log.info("step %d/%d loss %.4f bpp %.4f psnr %.2f dB", step, steps, row["loss"],
-                     row["bpp"], -10 * math.log10(max(row["mse"], 1e-10)))
+            log.info(
+                "step %d/%d loss %.4f bpp %.4f psnr %.2f dB",
+                step,
+                steps,
+                row["loss"],
+                row["bpp"],
+                -10 * math.log10(max(row["mse"], 1e-10)),
+            )
     model.update(force=True)
     model.eval()
     with atomic_path(out_path) as tmp:
         torch.save(model.state_dict(), tmp)
-    meta = {"architecture": spec["architecture"], "spec": dict(spec), "lambda": lmbda,
-            "seed": seed, "steps": steps, "final": rows[-1] if rows else {},
-            "command": command, "sha256": sha256(out_path)}
+    meta = {
+        "architecture": spec["architecture"],
+        "spec": dict(spec),
+        "lambda": lmbda,
+        "seed": seed,
+        "steps": steps,
+        "final": rows[-1] if rows else {},
+        "command": command,
+        "sha256": sha256(out_path),
+    }
     write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if log_csv:
         with atomic_path(log_csv) as tmp, open(tmp, "w", newline="") as fh:
