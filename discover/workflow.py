@@ -76,10 +76,10 @@ class Plan:
 
     def codec_gpus(self, codec: str) -> int:
         """GPUs per encode/decode job: the config's ``gpus`` or the codec class default."""
-        from discover.codecs import resolve
+        from discover.codecs import get_codec
 
         entry = self.config["codecs"][codec]
-        return int(entry.get("gpus", resolve(entry["type"]).gpus))
+        return int(entry.get("gpus", get_codec(codec, self.config).gpus))
 
     @property
     def anchor(self) -> str:

@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from compressai.models import ScaleHyperprior
+from compressai.models import (
+    Cheng2020Anchor,
+    Elic2022Official,
+    MeanScaleHyperprior,
+    ScaleHyperprior,
+)
 
 from discover.codecs import get_codec
 from discover.codecs.compressai_models import official_weight, pack, unpack
@@ -225,3 +230,49 @@ def test_demo_uses_committed_weights_and_train_rule_runs(tmp_path):
         assert meta["steps"] == 3 and meta["sha256"] == sha256(
             tmp_path / "w" / "hyperprior-mini" / f"q{q}.pth.tar"
         )
+
+
+@pytest.mark.parametrize(
+    "architecture,build",
+    [
+        ("mbt2018-mean", lambda: MeanScaleHyperprior(16, 24)),
+        ("cheng2020-anchor", lambda: Cheng2020Anchor(16)),
+        ("elic2022-official", lambda: Elic2022Official(16)),  # M = 320: ELIC's channel groups
+    ],
+)
+def test_zoo_architectures_round_trip(architecture, build, image, tmp_path):
+    torch.manual_seed(0)
+    model = build()
+    model.update(force=True)
+    torch.save(model.state_dict(), tmp_path / "w.pth.tar")
+    codec = _codec(tmp_path / "w.pth.tar", architecture=architecture)
+    codec.encode(image, 1, tmp_path / "a.cai")
+    rec = _codec(tmp_path / "w.pth.tar", architecture=architecture).decode(
+        tmp_path / "a.cai", image.shape[:2], 1
+    )
+    assert rec.shape == image.shape
+    assert np.array_equal(rec, codec.decode(tmp_path / "a.cai", image.shape[:2], 1))
+
+
+def test_learned_codec_on_gpu_requests_a_gpu_on_the_cluster(weights):
+    from discover.config import validate_config
+    from discover.workflow import Plan
+
+    base = {
+        "type": "compressai",
+        "architecture": "bmshj2018-hyperprior",
+        "rates": [1],
+        "weights": {1: str(weights)},
+    }
+    cfg = validate_config(
+        {
+            "datasets": {"p": {"type": "photos"}},
+            "codecs": {
+                "gpu": {**base, "device": "cuda"},
+                "cpu": base,
+                "jpeg": {"type": "jpeg", "rates": [50]},
+            },
+        }
+    )
+    plan = Plan(cfg)
+    assert [plan.codec_gpus(c) for c in ("gpu", "cpu", "jpeg")] == [1, 0, 0]

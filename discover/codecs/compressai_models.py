@@ -155,6 +155,11 @@ class CompressAICodec(Codec):
         self._models: dict[str, torch.nn.Module] = {}
 
     @property
+    def gpus(self) -> int:  # type: ignore[override]
+        """A cluster job asks for a GPU when the model runs on one."""
+        return int(self.cfg.get("gpus", 1 if str(self.device).startswith("cuda") else 0))
+
+    @property
     def device(self) -> torch.device:
         return torch.device(self.cfg.get("device", "cpu"))
 
