@@ -101,36 +101,26 @@ def test_missing_encoder_binary_names_binary_and_package(image, tmp_path):
     assert not (tmp_path / "a.hevc").exists()
 
 
-def test_command_codec_missing_program_is_named(image, tmp_path):
-    cfg = {
-        "codecs": {
-            "c": {
-                "type": "command",
-                "rates": [1],
-                "extension": "bin",
-                "encode": "no-such-encoder {input} {output}",
-                "decode": "cat {input} > {output}",
-            }
-        }
+def _command_codec(encode: str):
+    entry = {
+        "type": "command",
+        "rates": [1],
+        "extension": "bin",
+        "encode": encode,
+        "decode": "cat {input} > {output}",
     }
+    return get_codec("c", {"codecs": {"c": entry}})
+
+
+def test_command_codec_missing_program_is_named(image, tmp_path):
     with pytest.raises(CodecError, match="no-such-encoder"):
-        get_codec("c", cfg).encode(image, 1, tmp_path / "a.bin")
+        _command_codec("no-such-encoder {input} {output}").encode(image, 1, tmp_path / "a.bin")
 
 
 def test_failing_command_reports_exit_and_stderr(image, tmp_path):
-    cfg = {
-        "codecs": {
-            "c": {
-                "type": "command",
-                "rates": [1],
-                "extension": "bin",
-                "encode": "sh -c 'echo broken >&2; exit 3' {input} {output}",
-                "decode": "cat {input} > {output}",
-            }
-        }
-    }
+    codec = _command_codec("sh -c 'echo broken >&2; exit 3' {input} {output}")
     with pytest.raises(CodecError, match=r"exit 3\)(.|\n)*broken"):
-        get_codec("c", cfg).encode(image, 1, tmp_path / "a.bin")
+        codec.encode(image, 1, tmp_path / "a.bin")
 
 
 def test_plugin_codec_by_module_path(image, tmp_path):

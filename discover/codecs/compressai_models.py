@@ -146,6 +146,25 @@ def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
     return height, width, _unflatten(skel, flat), header["shape"]
 
 
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], the input learned codecs take."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+
+
+def tensor_to_image(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """(1, 3, H', W') in [0, 1] -> (height, width, 3) uint8, cropping any padding."""
+    x_hat = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().byte()
+    return x_hat.permute(1, 2, 0).cpu().numpy()
+
+
+def read_stream(path: Path, shape: tuple[int, int]) -> tuple[Any, Any]:
+    """Strings and latent shapes of a ``.cai`` file whose image must be ``shape`` (H, W)."""
+    h, w, strings, latent_shape = unpack(path.read_bytes(), str(path))
+    if (h, w) != tuple(shape):
+        raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
+    return strings, latent_shape
+
+
 @register_codec("compressai")
 class CompressAICodec(Codec):
     extension = "cai"
@@ -195,7 +214,7 @@ class CompressAICodec(Codec):
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+        x = image_to_tensor(image)
         ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
         x = F.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
         with torch.no_grad():
@@ -203,13 +222,10 @@ class CompressAICodec(Codec):
         write_bytes_atomic(path, pack(h, w, out["strings"], out["shape"]))
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
-        h, w, strings, latent_shape = unpack(path.read_bytes(), str(path))
-        if (h, w) != tuple(shape):
-            raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
+        strings, latent_shape = read_stream(path, shape)
         try:
             with torch.no_grad():
                 x_hat = self.model(rate).decompress(strings, latent_shape)["x_hat"]
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise CodecError(f"{path}: stream does not decode with this model ({exc})") from exc
-        x_hat = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().byte()
-        return x_hat.permute(1, 2, 0).cpu().numpy()
+        return tensor_to_image(x_hat, *shape)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from discover.codecs.base import Codec
-from discover.codecs.compressai_models import pack, unpack
+from discover.codecs.compressai_models import image_to_tensor, pack, read_stream, tensor_to_image
 from discover.codecs.registry import register_codec
 from discover.errors import CodecError
 from discover.io import write_bytes_atomic
@@ -90,7 +90,7 @@ class IllmCodec(Codec):
         return ", ".join(str(self.weight_path(r)) for r in self.rates)
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
+        x = image_to_tensor(image)
         with torch.no_grad():
             out = self.model(rate).compress(x, force_cpu=True)
         shape = {"image_size": list(out.image_size), "padded_size": list(out.padded_size)}
@@ -105,9 +105,7 @@ class IllmCodec(Codec):
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
         from neuralcompression import HyperpriorCompressedOutput
 
-        h, w, strings, sizes = unpack(path.read_bytes(), str(path))
-        if (h, w) != tuple(shape):
-            raise CodecError(f"{path}: stream is {w}x{h}, expected {shape[1]}x{shape[0]}")
+        strings, sizes = read_stream(path, shape)
         try:
             data = HyperpriorCompressedOutput(
                 latent_strings=strings[0],
@@ -119,5 +117,4 @@ class IllmCodec(Codec):
                 x_hat = self.model(rate).decompress(data, force_cpu=True)
         except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as exc:
             raise CodecError(f"{path}: stream does not decode with this model ({exc})") from exc
-        x_hat = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().byte()
-        return x_hat.permute(1, 2, 0).cpu().numpy()
+        return tensor_to_image(x_hat, *shape)
