@@ -19,3 +19,7 @@ class CodecError(DiscoverError):
 
 class MetricInputError(DiscoverError):
     """Curves or tables handed to a metric are malformed."""
+
+
+class BitstreamError(CodecError):
+    """A DISCOVER ``.dsc`` stream is truncated, corrupt, of another version or another model."""

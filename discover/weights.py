@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discover.errors import DiscoverError
-from discover.io import atomic_path
+from discover.io import atomic_path, write_text_atomic
 
 DEFAULT_CACHE = "weights-cache"
 _HASH_RE = re.compile(r"-([0-9a-f]{8,})\.")
@@ -40,6 +40,62 @@ class WeightSpec:
     def hash_prefix(self) -> str | None:
         m = _HASH_RE.search(self.filename)
         return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A model directory on the Hugging Face Hub (e.g. SD 2.1-base's ``vae`` subfolder).
+
+    In the cache it is a snapshot under ``hf/<owner>--<name>/`` plus a manifest file (the
+    ``filename``) written last, listing the snapshot's files and their sha256.
+    """
+
+    repo_id: str
+    subfolder: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.repo_id}/{self.subfolder}".rstrip("/")
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}"
+
+    @property
+    def snapshot(self) -> str:
+        return "hf/" + self.repo_id.replace("/", "--")
+
+    @property
+    def filename(self) -> str:
+        sub = f"--{self.subfolder.replace('/', '--')}" if self.subfolder else ""
+        return f"{self.snapshot.replace('/', '--')}{sub}.manifest.json"
+
+    hash_prefix = None
+
+
+def resolve_pretrained_dir(ref: str | os.PathLike, cache: str | os.PathLike | None) -> Path:
+    """A ``from_pretrained`` directory: an existing local directory as is, else the cached
+    snapshot of the Hub id ``ref`` (``owner/name`` or ``owner/name/subfolder``)."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    spec = hub_spec(str(ref))
+    manifest = cache_dir(cache) / spec.filename
+    target = cache_dir(cache) / spec.snapshot / spec.subfolder
+    if not manifest.is_file() or not target.is_dir():
+        raise WeightsMissingError(
+            f"model {str(ref)!r} is neither a local directory nor in the weights cache "
+            f"{cache_dir(cache)}; run `snakemake fetch_weights` on a machine with internet "
+            "access (compute nodes never download)"
+        )
+    return target
+
+
+def hub_spec(ref: str) -> HubSpec:
+    parts = ref.strip("/").split("/")
+    if len(parts) < 2:
+        raise DiscoverError(f"{ref!r} is neither a local directory nor a Hub id owner/name")
+    return HubSpec("/".join(parts[:2]), "/".join(parts[2:]))
 
 
 def cache_dir(config_value: str | os.PathLike | None = None) -> Path:
@@ -72,10 +128,34 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def fetch_hub(spec: HubSpec, cache: str | os.PathLike | None) -> Path:
+    """Snapshot a Hub model directory into the cache; the manifest is written last."""
+    import json
+
+    from huggingface_hub import snapshot_download
+
+    root = cache_dir(cache)
+    manifest = root / spec.filename
+    if manifest.is_file():
+        return manifest
+    local = root / spec.snapshot
+    patterns = [f"{spec.subfolder}/*"] if spec.subfolder else None
+    try:
+        snapshot_download(spec.repo_id, local_dir=local, allow_patterns=patterns)
+    except Exception as exc:
+        raise DiscoverError(f"cannot download {spec.name!r} from the Hub: {exc}") from exc
+    files = sorted(p for p in (local / spec.subfolder).rglob("*") if p.is_file())
+    listing = {str(p.relative_to(root)): sha256(p) for p in files if ".cache" not in p.parts}
+    write_text_atomic(manifest, json.dumps({"repo_id": spec.repo_id, "files": listing}, indent=1))
+    return manifest
+
+
 def fetch(spec: WeightSpec, cache: str | os.PathLike | None, progress: bool = False) -> Path:
     """Download ``spec`` into the cache unless present; verify its hash prefix if it has one."""
     from torch.hub import download_url_to_file
 
+    if isinstance(spec, HubSpec):
+        return fetch_hub(spec, cache)
     dest = cache_dir(cache) / spec.filename
     if dest.is_file():
         return dest

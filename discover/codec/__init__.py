@@ -1,0 +1,16 @@
+"""The DISCOVER codec: task-masked ELIC latent, structured ``.dsc`` bitstream, ẑ_c synthesis."""
+
+from discover.codec.bitstream import HUMAN, Container, TaskPart
+from discover.codec.model import FULL, MINI, CodecConfig, DiscoverCodecNet
+from discover.errors import BitstreamError
+
+__all__ = [
+    "FULL",
+    "HUMAN",
+    "MINI",
+    "BitstreamError",
+    "CodecConfig",
+    "Container",
+    "DiscoverCodecNet",
+    "TaskPart",
+]

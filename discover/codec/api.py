@@ -1,0 +1,195 @@
+"""DISCOVER encode / decode: image + task masks -> ``.dsc`` container -> ẑ_c -> image.
+
+One encode serves every consumer: each task gets its own ỹ_i stream, the human consumer all of ŷ.
+Decoding "without composition" maps ẑ_c through the VAE decoder (paper Fig. 8); the generative
+composition (ControlNet on SD) starts from the same ẑ_c.
+
+CPU/GPU caveat: the entropy parameters (means rounded to integers, scales bucketed into CDF
+indexes) come out of float convolutions; a decoder on another kind of device (or with another
+convolution algorithm) may compute a value on the other side of a rounding boundary and then
+decodes garbage. Encode and decode on the same kind of device; CPU to CPU is bit-exact across
+processes, which the tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from discover.codec.bitstream import HUMAN, Container, TaskPart
+from discover.codec.entropy import decode_region, encode_region
+from discover.codec.masks import boxes_to_mask
+from discover.codec.model import (
+    FULL,
+    MINI,
+    CodecConfig,
+    DiscoverCodecNet,
+    latent_grid,
+    pad_image,
+)
+from discover.codec.vae import decode_latent, encode_latent, load_vae
+from discover.codec.varint import BitstreamError
+from discover.errors import CodecError
+
+PRESETS = {"full": FULL, "mini": MINI}
+#: buffers rebuilt by ``update()``; not part of a saved codec
+_CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def portable_state(net: DiscoverCodecNet) -> dict[str, torch.Tensor]:
+    """The state dict without the CDF tables (rebuilt deterministically on load)."""
+    return {k: v for k, v in net.state_dict().items() if not k.endswith(_CDF_BUFFERS)}
+
+
+def load_codec_net(weights: str | os.PathLike, cfg: CodecConfig | None = None) -> DiscoverCodecNet:
+    """A codec state dict (+ its JSON sidecar, which names the codec config) -> ready network."""
+    path = Path(weights)
+    sidecar = path.with_name(path.name.replace(".pth.tar", "") + ".json")
+    if cfg is None:
+        if not sidecar.is_file():
+            raise CodecError(f"{path}: no sidecar {sidecar.name} naming the codec config")
+        cfg = CodecConfig.from_dict(json.loads(sidecar.read_text())["codec"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CodecError(f"cannot read codec weights {path}: {exc}") from exc
+    state = {k: v for k, v in state.items() if not k.endswith(_CDF_BUFFERS)}
+    net = DiscoverCodecNet(cfg)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(_CDF_BUFFERS)]
+    if missing or unexpected:
+        raise CodecError(
+            f"codec weights {path} do not fit the codec config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    net.update(force=True)
+    return net.eval()
+
+
+def masks_from_boxes(
+    boxes: Mapping[str, Iterable[Sequence[float]]], height: int, width: int
+) -> dict[str, np.ndarray]:
+    """Task name -> [x, y, w, h] pixel boxes  ==>  task name -> latent mask."""
+    grid = latent_grid(height, width)
+    return {task: boxes_to_mask(b, grid, (height, width)) for task, b in boxes.items()}
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
+
+
+class DiscoverModel:
+    """A DISCOVER codec at one rate point together with its diffusion VAE."""
+
+    def __init__(self, net: DiscoverCodecNet, vae, model_id: str, rate: str, device="cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.vae = vae.to(self.device).eval() if vae is not None else None
+        self.model_id = model_id
+        self.rate = str(rate)
+        self.fingerprint = net.fingerprint()
+
+    @classmethod
+    def load(
+        cls,
+        weights: str | os.PathLike,
+        vae: str | os.PathLike | None,
+        model_id: str,
+        rate,
+        *,
+        cache: str | os.PathLike | None = None,
+        device: str = "cpu",
+        codec_config: CodecConfig | None = None,
+    ) -> DiscoverModel:
+        net = load_codec_net(weights, codec_config)
+        return cls(net, load_vae(vae, cache) if vae else None, model_id, rate, device)
+
+    # -- encoding ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(
+        self, image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None
+    ) -> Container:
+        """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per task mask, ẑ and the rest."""
+        h, w = image.shape[:2]
+        grid = latent_grid(h, w)
+        x = pad_image(image_tensor(image)).to(self.device)
+        net = self.net
+        y = net.g_a(x)
+        y_hat = torch.round(y)
+        z = net.hyper.h_a(y)
+        z_stream = net.entropy_bottleneck.compress(z)[0]
+        z_hat = net.entropy_bottleneck.decompress([z_stream], z.shape[-2:])
+        hyper = net.hyper.h_s(z_hat)
+        union = torch.zeros(grid, dtype=torch.bool, device=self.device)
+        tasks = []
+        for name, mask in (masks or {}).items():
+            if mask.shape != grid:
+                raise CodecError(f"mask of task {name!r} is {mask.shape}, latent grid is {grid}")
+            m = torch.from_numpy(np.asarray(mask, dtype=bool)).to(self.device)
+            tasks.append(TaskPart(name, mask.astype(bool), encode_region(net, hyper, y_hat, m)))
+            union |= m
+        rest = encode_region(net, hyper, y_hat, ~union, known=union)
+        return Container(self.model_id, self.fingerprint, self.rate, h, w, z_stream, tasks, rest)
+
+    # -- decoding ----------------------------------------------------------------------------
+    def check(self, c: Container, source: str = "stream") -> None:
+        if c.model_id != self.model_id or c.rate != self.rate:
+            raise BitstreamError(
+                f"{source}: encoded with model {c.model_id!r} at rate {c.rate}, "
+                f"this decoder is {self.model_id!r} at rate {self.rate}"
+            )
+        if c.weights != self.fingerprint:
+            raise BitstreamError(
+                f"{source}: encoded with weights {c.weights.hex()} of {c.model_id!r}, "
+                f"this decoder has weights {self.fingerprint.hex()}"
+            )
+
+    @torch.inference_mode()
+    def decode_y(
+        self, c: Container, consumer: str, source: str = "stream"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ŷ part the consumer receives, ẑ): ỹ_i for a task, all of ŷ for ``human``."""
+        self.check(c, source)
+        part = c.for_consumer(consumer)
+        net = self.net
+        gh, gw = c.grid
+        try:
+            z_hat = net.entropy_bottleneck.decompress([c.z_stream], (gh // 4, gw // 4))
+            hyper = net.hyper.h_s(z_hat)
+            y_full = torch.zeros((1, net.cfg.M, gh, gw), device=self.device)
+            union = torch.zeros((gh, gw), dtype=torch.bool, device=self.device)
+            for t in part.tasks:
+                m = torch.from_numpy(t.mask).to(self.device)
+                y_t = decode_region(net, hyper, t.stream, m, torch.zeros_like(y_full))
+                y_full = torch.where(m, y_t, y_full)
+                union |= m
+            if consumer == HUMAN:
+                decode_region(net, hyper, part.rest, ~union, y_full)
+        except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
+            raise BitstreamError(f"{source}: entropy decoding failed ({exc})") from exc
+        return y_full, z_hat
+
+    @torch.inference_mode()
+    def decode_latent(self, c: Container, consumer: str, source: str = "stream") -> torch.Tensor:
+        """ẑ_c = g_s(ỹ_i, M(ẑ)) on the padded grid (1, 4, H'/8, W'/8)."""
+        y_part, z_hat = self.decode_y(c, consumer, source)
+        return self.net.synthesize(y_part, z_hat)
+
+    @torch.inference_mode()
+    def decode(self, c: Container, consumer: str, source: str = "stream") -> np.ndarray:
+        """The image without composition: VAE decoder on ẑ_c, cropped to the image size."""
+        if self.vae is None:
+            raise CodecError(f"model {self.model_id!r} has no VAE to decode images with")
+        x = decode_latent(self.vae, self.decode_latent(c, consumer, source))
+        x = x[0, :, : c.height, : c.width].mul(255).round().byte()
+        return x.permute(1, 2, 0).cpu().numpy()
+
+    @torch.inference_mode()
+    def target_latent(self, image: np.ndarray) -> torch.Tensor:
+        """z_c = E(x) of the padded image, the latent ẑ_c approximates."""
+        return encode_latent(self.vae, pad_image(image_tensor(image)).to(self.device))

@@ -1,0 +1,56 @@
+"""The Stable Diffusion VAE (diffusers ``AutoencoderKL``) that defines DISCOVER's target latent.
+
+``full``: SD 2.1-base's VAE (``stabilityai/stable-diffusion-2-1-base/vae``, or a local
+directory), through the weights cache. ``mini``: a tiny ``AutoencoderKL`` of the same class,
+trained by the pipeline on the embedded data (:func:`discover.training.discover.train_vae`) and
+saved with ``save_pretrained``; both load through ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+#: A small AutoencoderKL of SD's layout (3 downsamplings -> 1/8, 4 latent channels).
+TINY_VAE_CONFIG = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [16, 32, 48, 48],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "sample_size": 128,
+    "mid_block_add_attention": False,
+}
+
+
+def load_vae(ref: str | os.PathLike, cache: str | os.PathLike | None = None):
+    """``AutoencoderKL.from_pretrained`` on a local directory or a cached Hub snapshot."""
+    from diffusers import AutoencoderKL
+
+    from discover.weights import resolve_pretrained_dir
+
+    path = resolve_pretrained_dir(ref, cache)
+    vae = AutoencoderKL.from_pretrained(path)
+    vae.requires_grad_(False)
+    return vae.eval()
+
+
+def _shift(vae) -> float:
+    return float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+
+@torch.no_grad()
+def encode_latent(vae, x: torch.Tensor) -> torch.Tensor:
+    """z_c = E(x): the scaled mode of the VAE posterior; ``x`` in [0, 1], sides multiple of 8."""
+    dist = vae.encode(x * 2 - 1).latent_dist
+    return (dist.mode() - _shift(vae)) * vae.config.scaling_factor
+
+
+def decode_latent(vae, z: torch.Tensor) -> torch.Tensor:
+    """x = D(z) in [0, 1]."""
+    x = vae.decode(z / vae.config.scaling_factor + _shift(vae)).sample
+    return ((x + 1) / 2).clamp(0, 1)
