@@ -15,6 +15,7 @@ if not workflow.config_settings.configfiles:
 include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/codecs.smk"
+include: "rules/discover.smk"
 include: "rules/tables.smk"
 include: "rules/training.smk"
 include: "rules/weights.smk"

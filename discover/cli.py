@@ -97,6 +97,101 @@ def cmd_check_codec(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# -- DISCOVER streams -----------------------------------------------------------------------
+def _read_container(path: str):
+    from discover.codec.bitstream import Container
+
+    p = Path(path)
+    if not p.is_file():
+        raise DiscoverError(f"{path}: no such file")
+    return Container.from_bytes(p.read_bytes(), str(p))
+
+
+def _read_boxes(path: str) -> dict:
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DiscoverError(f"{path}: not a readable JSON file ({exc})") from exc
+    ok = isinstance(data, dict) and all(
+        isinstance(v, list)
+        and all(
+            isinstance(b, list) and len(b) == 4 and all(isinstance(x, int | float) for x in b)
+            for b in v
+        )
+        for v in data.values()
+    )
+    if not ok:
+        raise DiscoverError(
+            f"{path}: expected {{task: [[x, y, w, h], ...], ...}} (pixel boxes per task)"
+        )
+    return data
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from discover.codec.api import load_model_dir, masks_from_boxes
+    from discover.io import write_bytes_atomic
+
+    try:
+        with Image.open(args.image) as img:
+            image = np.asarray(img.convert("RGB"))
+    except Exception as exc:
+        raise DiscoverError(f"{args.image}: not a readable image ({exc})") from exc
+    boxes = _read_boxes(args.mask_from) if args.mask_from else {}
+    model = load_model_dir(args.model, args.rate, vae=args.vae, cache=args.weights_cache)
+    container = model.encode(image, masks_from_boxes(boxes, *image.shape[:2]))
+    write_bytes_atomic(args.output, container.to_bytes())
+    sizes = container.consumer_bytes()
+    pixels = image.shape[0] * image.shape[1]
+    print(", ".join(f"{c}: {8 * n / pixels:.4f} bpp" for c, n in sizes.items()))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from discover.codec.api import load_model_dir
+    from discover.io import atomic_path
+
+    container = _read_container(args.input)
+    model = load_model_dir(
+        args.model or container.model_id, container.rate, vae=args.vae, cache=args.weights_cache
+    )
+    image = model.decode(container, args.consumer, args.input)
+    with atomic_path(args.output) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    c = _read_container(args.input)
+    pixels = c.height * c.width
+    print(f"file: {args.input}")
+    print(f"model: {c.model_id}  weights: {c.weights.hex()}  rate: {c.rate}")
+    print(f"image: {c.width}x{c.height}  latent grid: {c.grid[1]}x{c.grid[0]}")
+    for t in c.tasks:
+        print(f"task {t.name}: {int(t.mask.sum())}/{t.mask.size} latent positions")
+    print("streams (bytes):")
+    for part, n in c.sizes().items():
+        print(f"  {part:<20} {n:>9}")
+    print("consumers:")
+    for consumer, n in c.consumer_bytes().items():
+        print(f"  {consumer:<20} {n:>9} bytes  {8 * n / pixels:.5f} bpp")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from discover.io import write_bytes_atomic
+
+    c = _read_container(args.input)
+    write_bytes_atomic(args.output, c.for_consumer(args.consumer).to_bytes())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="discover", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +216,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="codec name in the config (default: all)")
     p.add_argument("--config", default="config.yaml")
     p.set_defaults(func=cmd_check_codec)
+
+    def model_args(p, required: bool) -> None:
+        p.add_argument(
+            "--model",
+            required=required,
+            help="model directory (r<rate>.pth.tar, vae/) or a name under weights/"
+            + ("" if required else " (default: the stream's model id)"),
+        )
+        p.add_argument("--vae", help="VAE directory or Hub id (default: the model's vae/)")
+        p.add_argument("--weights-cache", default=None, help="weights cache for Hub models")
+
+    p = sub.add_parser("encode", help="encode an image into a DISCOVER .dsc stream")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--rate", required=True, help="rate point (λ_R of the model)")
+    p.add_argument("--mask-from", help="JSON {task: [[x, y, w, h], ...]} of pixel boxes")
+    model_args(p, required=True)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a .dsc stream for a consumer (w/o composition)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="PNG to write")
+    p.add_argument("--consumer", default="human", help="human (default) or a task name")
+    model_args(p, required=False)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("inspect", help="header, stream sizes and bpp per consumer of a .dsc")
+    p.add_argument("input")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("extract", help="cut a consumer's stream out of a .dsc (no re-encoding)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--consumer", required=True, help="a task name (or human: the whole stream)")
+    p.set_defaults(func=cmd_extract)
     return parser
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from discover.codecs import get_codec
 from discover.datasets import get_dataset, shard_items
 from discover.errors import CodecError, DatasetError
-from discover.io import atomic_dir, atomic_path, write_text_atomic
+from discover.io import atomic_dir, atomic_path, write_bytes_atomic, write_text_atomic
 from discover.metrics import FIDELITY_METRICS
 
 log = logging.getLogger("discover")
@@ -97,8 +97,7 @@ def run_codec_shard(
     rows = []
     with atomic_dir(out_dir) as tmp:
         for rec in index.itertuples(index=False):
-            ref_path = Path(reference_dir) / f"{rec.id}.png"
-            ref = np.asarray(Image.open(ref_path).convert("RGB"))
+            ref_path, ref = _reference_image(reference_dir, rec.id)
             stream = tmp / f"{rec.id}.{c.extension}"
             t0 = time.perf_counter()
             try:
@@ -109,26 +108,119 @@ def run_codec_shard(
                 raise CodecError(f"{exc} [image {ref_path}, rate {rate}]") from exc
             t2 = time.perf_counter()
             Image.fromarray(out).save(tmp / f"{rec.id}.png", format="PNG", compress_level=1)
-            bits = 8 * stream.stat().st_size
-            pixels = int(rec.width) * int(rec.height)
-            row = {
-                "id": rec.id,
-                "width": int(rec.width),
-                "height": int(rec.height),
-                "pixels": pixels,
-                "bits": bits,
-                "bpp": bits / pixels,
-            }
-            for m in metrics:
-                row[m] = FIDELITY_METRICS[m](ref, out)
+            row = _metric_row(rec, ref, out, 8 * stream.stat().st_size, metrics)
             row["encode_s"] = round(t1 - t0, 6)
             row["decode_s"] = round(t2 - t1, 6)
             rows.append(row)
-        df = pd.DataFrame(rows)
-        with atomic_path(metrics_csv) as tmp_csv:
-            df.drop(columns=["encode_s", "decode_s"]).to_csv(tmp_csv, index=False)
-        # Timings are measurements, not results: kept apart so results stay byte-identical.
-        df[["id", "encode_s", "decode_s"]].to_csv(tmp / "timings.csv", index=False)
+        df = _write_metrics(rows, metrics_csv, tmp / "timings.csv")
+    return df
+
+
+def _metric_row(rec, ref: np.ndarray, out: np.ndarray, bits: int, metrics: Sequence[str]) -> dict:
+    """Per-image row: bits (8 x the bytes the decoder received), bpp and fidelity metrics."""
+    pixels = int(rec.width) * int(rec.height)
+    row = {
+        "id": rec.id,
+        "width": int(rec.width),
+        "height": int(rec.height),
+        "pixels": pixels,
+        "bits": bits,
+        "bpp": bits / pixels,
+    }
+    for m in metrics:
+        row[m] = FIDELITY_METRICS[m](ref, out)
+    return row
+
+
+def _write_metrics(rows: list[dict], metrics_csv: str | Path, timings_csv: Path) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    timing_cols = [c for c in df.columns if c.endswith("_s")]
+    with atomic_path(metrics_csv) as tmp_csv:
+        df.drop(columns=timing_cols).to_csv(tmp_csv, index=False)
+    # Timings are measurements, not results: kept apart so results stay byte-identical.
+    df[["id", *timing_cols]].to_csv(timings_csv, index=False)
+    return df
+
+
+def _reference_image(reference_dir: str | Path, image_id: str) -> tuple[Path, np.ndarray]:
+    path = Path(reference_dir) / f"{image_id}.png"
+    return path, np.asarray(Image.open(path).convert("RGB"))
+
+
+# -- DISCOVER: encode once per image, decode per consumer -----------------------------------
+def run_discover_encode(
+    config: Mapping[str, Any],
+    codec: str,
+    rate: str,
+    reference_dir: str | Path,
+    out_dir: str | Path,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Write one ``.dsc`` container per image of a shard (a stream per task + ẑ + the rest).
+
+    Task masks come from the codec's mask sources (``gt``: the shard's annotated boxes)."""
+    from discover.codecs.discover_codec import load_image_annotations
+
+    c = get_codec(codec, config, threads=threads)
+    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
+    index = read_index(reference_dir)
+    annotations = load_image_annotations(reference_dir)
+    tasks = [t for t in c.consumers(annotations is not None) if t in c.tasks]
+    rows = []
+    with atomic_dir(out_dir) as tmp:
+        for rec in index.itertuples(index=False):
+            ref_path, ref = _reference_image(reference_dir, rec.id)
+            anns = None if annotations is None else annotations.get(rec.id, [])
+            t0 = time.perf_counter()
+            try:
+                c.encode(ref, rate_value, tmp / f"{rec.id}.dsc", c.task_boxes(anns, tasks))
+            except CodecError as exc:
+                raise CodecError(f"{exc} [image {ref_path}, rate {rate}]") from exc
+            rows.append({"id": rec.id, "encode_s": round(time.perf_counter() - t0, 6)})
+        pd.DataFrame(rows).to_csv(tmp / "timings.csv", index=False)
+    return pd.DataFrame(rows)
+
+
+def run_discover_decode(
+    config: Mapping[str, Any],
+    codec: str,
+    rate: str,
+    consumer: str,
+    reference_dir: str | Path,
+    streams_dir: str | Path,
+    out_dir: str | Path,
+    metrics_csv: str | Path,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Cut each image's ``consumer`` stream out of its container, decode it (without
+    composition) and measure: bits = 8 x the bytes that consumer receives.
+
+    ``out_dir`` keeps the cut streams (``{id}.dsc``) and reconstructions (``{id}.png``)."""
+    from discover.codec.bitstream import Container
+
+    c = get_codec(codec, config, threads=threads)
+    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
+    index = read_index(reference_dir)
+    metrics = [m for m in config.get("metrics", ["psnr", "msssim"]) if m in FIDELITY_METRICS]
+    rows = []
+    with atomic_dir(out_dir) as tmp:
+        for rec in index.itertuples(index=False):
+            ref_path, ref = _reference_image(reference_dir, rec.id)
+            source = Path(streams_dir) / f"{rec.id}.dsc"
+            cut = tmp / f"{rec.id}.dsc"
+            t0 = time.perf_counter()
+            try:
+                full = Container.from_bytes(source.read_bytes(), str(source))
+                write_bytes_atomic(cut, full.for_consumer(consumer).to_bytes())
+                out = c.decode(cut, ref.shape[:2], rate_value, consumer)
+            except CodecError as exc:
+                raise CodecError(f"{exc} [image {ref_path}, consumer {consumer}]") from exc
+            t1 = time.perf_counter()
+            Image.fromarray(out).save(tmp / f"{rec.id}.png", format="PNG", compress_level=1)
+            row = _metric_row(rec, ref, out, 8 * cut.stat().st_size, metrics)
+            row["decode_s"] = round(t1 - t0, 6)
+            rows.append(row)
+        df = _write_metrics(rows, metrics_csv, tmp / "timings.csv")
     return df
 
 

@@ -66,12 +66,53 @@ class Plan:
     def published_codecs(self) -> list[str]:
         return [c for c in self.codecs if self.is_published(c)]
 
+    # -- DISCOVER: one encode, one decode (and one table row) per consumer -----------------
+    @property
+    def discover_codecs(self) -> list[str]:
+        return [c for c in self.measured_codecs if self.config["codecs"][c]["type"] == "discover"]
+
+    @property
+    def pipeline_codecs(self) -> list[str]:
+        """Codecs run by the generic encode+decode job (every measured one but DISCOVER)."""
+        return [c for c in self.measured_codecs if c not in self.discover_codecs]
+
+    def consumers(self, codec: str, dataset: str) -> list[str]:
+        from discover.codecs import get_codec
+
+        return get_codec(codec, self.config).consumers(self.has_annotations(dataset))
+
+    def table_rows(self, dataset: str) -> list[str]:
+        """Rows of a dataset's tables: a codec, or ``codec@consumer`` for DISCOVER."""
+        rows = []
+        for c in self.codecs:
+            if c in self.discover_codecs:
+                rows += [f"{c}@{k}" for k in self.consumers(c, dataset)]
+            else:
+                rows.append(c)
+        return rows
+
+    @property
+    def measured_rows(self) -> list[str]:
+        rows = {r for d in self.datasets for r in self.table_rows(d)}
+        return sorted(r for r in rows if r.split("@")[0] in self.measured_codecs)
+
+    def row_entry(self, row: str) -> dict:
+        """Rates and label of a table row (DISCOVER rows name their consumer)."""
+        codec, _, consumer = row.partition("@")
+        entry = self.config["codecs"][codec]
+        label = entry.get("label", codec)
+        if consumer:
+            label = f"{label} [{consumer}]"
+        return {"rates": entry["rates"], "label": label, "type": entry["type"]}
+
     @staticmethod
     def name_regex(names: list[str]) -> str:
         """A wildcard constraint matching exactly these names (nothing if empty)."""
         return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
     def rates(self, codec: str) -> list[str]:
+        """Rate points of a codec or of a table row (``codec@consumer``)."""
+        codec = codec.split("@")[0]
         return [str(r) for r in self.config["codecs"][codec].get("rates", [])]
 
     def codec_gpus(self, codec: str) -> int:
@@ -108,7 +149,11 @@ class Plan:
         }
         value = next(r for r in self.config["codecs"][codec]["rates"] if str(r) == rate)
         entry["rates"] = [value]
-        if "trained" in entry:
+        if "trained" in entry and entry["type"] == "discover":
+            model = entry["trained"]
+            entry["weights"] = {rate: str(self.discover_weight_path(model, rate))}
+            entry["vae"] = str(self.discover_vae_dir(model))
+        elif "trained" in entry:
             entry["weights"] = {rate: str(self.zoo_weight_path(entry.pop("trained"), rate))}
         if self.official_weight(codec, rate) is not None:
             entry["weights_cache"] = self.weights_cache
@@ -127,6 +172,31 @@ class Plan:
                 f"{rate} (has {', '.join(sorted(lambdas))})"
             )
         return self.weights_dir / model / f"q{rate}.pth.tar"
+
+    def _discover_spec(self, model: str) -> dict:
+        specs = self.config.get("discover_training", {})
+        if model not in specs:
+            raise ConfigError(
+                f"config key discover_training.{model}: not defined "
+                f"(a discover codec says trained: {model})"
+            )
+        return dict(specs[model])
+
+    def discover_weight_path(self, model: str, rate: str) -> Path:
+        lambdas = [str(v) for v in self._discover_spec(model)["lambdas"]]
+        if str(rate) not in lambdas:
+            raise ConfigError(
+                f"config key discover_training.{model}.lambdas: no λ_R {rate} "
+                f"(has {', '.join(lambdas)})"
+            )
+        return self.weights_dir / model / f"r{rate}.pth.tar"
+
+    def discover_vae_dir(self, model: str) -> Path:
+        self._discover_spec(model)
+        return self.weights_dir / model / "vae"
+
+    def discover_training_spec(self, model: str) -> dict:
+        return self._discover_spec(model)
 
     @property
     def weights_cache(self) -> str:
@@ -152,6 +222,10 @@ class Plan:
         """Weight files a codec job reads: trained by a rule, given in config, or the cached
         official file (fetched by the fetch_weight localrule on a machine with internet)."""
         entry = self.config["codecs"][codec]
+        if "trained" in entry and entry["type"] == "discover":
+            model = entry["trained"]
+            vae_meta = self.discover_vae_dir(model).with_suffix(".json")
+            return [str(self.discover_weight_path(model, rate)), str(vae_meta)]
         if "trained" in entry:
             return [str(self.zoo_weight_path(entry["trained"], rate))]
         weights = {str(k): v for k, v in (entry.get("weights") or {}).items()}
@@ -169,12 +243,21 @@ class Plan:
 
     def job_count(self) -> dict[str, int]:
         """Jobs of a full run by rule (what ``discover info`` prints)."""
-        n_rates = sum(len(self.rates(c)) for c in self.codecs)
+        n_rates = sum(len(self.rates(c)) for c in self.pipeline_codecs)
         shards = sum(len(self.shards(d)) for d in self.datasets)
         counts = {
             "prepare_shard": shards,
             "codec_shard": shards * n_rates,
-            "aggregate_rd": len(self.datasets) * len(self.measured_codecs),
+            "discover_encode": shards * sum(len(self.rates(c)) for c in self.discover_codecs),
+            "discover_decode": sum(
+                len(self.shards(d)) * len(self.rates(c)) * len(self.consumers(c, d))
+                for d in self.datasets
+                for c in self.discover_codecs
+            ),
+            "aggregate_rd": sum(
+                len([r for r in self.table_rows(d) if r.split("@")[0] in self.measured_codecs])
+                for d in self.datasets
+            ),
             "import_published": len(self.datasets) * len(self.published_codecs),
             "combine_rd": len(self.datasets),
             "bd_table": len(self.datasets),

@@ -14,7 +14,7 @@ rule codec_shard:
     benchmark:
         f"{OUT}/benchmarks/codec_shard/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.tsv"
     wildcard_constraints:
-        codec=PLAN.name_regex(PLAN.measured_codecs),
+        codec=PLAN.name_regex(PLAN.pipeline_codecs),
     group:
         # on a cluster, batch shards into one job; GPU and CPU codecs never share a job
         lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"

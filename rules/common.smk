@@ -61,7 +61,10 @@ def codec_metric_csvs(wildcards):
 
 
 def dataset_rd_csvs(wildcards):
-    return [f"{OUT}/tables/{wildcards.dataset}/rd/{codec}.csv" for codec in PLAN.codecs]
+    return [
+        f"{OUT}/tables/{wildcards.dataset}/rd/{row}.csv"
+        for row in PLAN.table_rows(wildcards.dataset)
+    ]
 
 
 def zoo_weight_targets():
@@ -70,6 +73,16 @@ def zoo_weight_targets():
         for model, spec in config["zoo_training"].items()
         for rate in spec["lambdas"]
     ]
+
+
+def discover_weight_targets():
+    targets = []
+    for model, spec in config.get("discover_training", {}).items():
+        targets.append(str(PLAN.discover_vae_dir(model).with_suffix(".json")))
+        targets += [
+            str(PLAN.discover_weight_path(model, str(r))) for r in spec["lambdas"]
+        ]
+    return targets
 
 
 def final_targets():

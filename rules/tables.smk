@@ -12,7 +12,7 @@ rule aggregate_rd:
     benchmark:
         f"{OUT}/benchmarks/aggregate_rd/{{dataset}}/{{codec}}.tsv"
     wildcard_constraints:
-        codec=PLAN.name_regex(PLAN.measured_codecs),
+        codec=PLAN.name_regex(PLAN.measured_rows),
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -20,7 +20,7 @@ rule aggregate_rd:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
     params:
-        codec=lambda wc: config["codecs"][wc.codec],
+        codec=lambda wc: PLAN.row_entry(wc.codec),
         metrics=PLAN.metrics,
     message:
         "RD points of {wildcards.codec} on {wildcards.dataset}"

@@ -48,6 +48,92 @@ rule train_zoo_model:
             )
 
 
+rule train_discover_vae:
+    output:
+        vae=directory(f"{PLAN.weights_dir}/{{model}}/vae"),
+        meta=f"{PLAN.weights_dir}/{{model}}/vae.json",
+        losses=f"{PLAN.weights_dir}/{{model}}/vae.losses.csv",
+    log:
+        f"{OUT}/logs/train_discover_vae/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_discover_vae/{{model}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=res("mem_mb", 2),
+        runtime=res("runtime", 4),
+        gpu=0,
+    params:
+        spec=lambda wc: PLAN.discover_training_spec(wc.model)["vae"],
+        seed=config["seed"],
+    message:
+        "Training the tiny diffusion VAE of {wildcards.model}"
+    run:
+        import os
+        from types import SimpleNamespace
+        from discover.rule_context import rule_context
+        from discover.training.discover import train_vae
+
+        target = os.path.relpath(output.meta, workflow.basedir)
+        with rule_context(SimpleNamespace(threads=threads, log=log)):
+            train_vae(
+                output.vae,
+                output.meta,
+                params.spec,
+                seed=params.seed,
+                log_csv=output.losses,
+                command=f"snakemake --cores 2 --forcerun train_discover_vae -- {target}",
+            )
+
+
+rule train_discover:
+    input:
+        # ancient: committed weights in a fresh clone have arbitrary relative mtimes
+        vae_meta=ancient(f"{PLAN.weights_dir}/{{model}}/vae.json"),
+    output:
+        model=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.pth.tar",
+        meta=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.json",
+        losses=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.losses.csv",
+    log:
+        f"{OUT}/logs/train_discover/{{model}}/r{{rate}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_discover/{{model}}/r{{rate}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb", 2),
+        runtime=res("runtime", 4),
+        gpu=0,
+    params:
+        spec=lambda wc: PLAN.discover_training_spec(wc.model),
+        vae=lambda wc: str(PLAN.discover_vae_dir(wc.model)),
+        seed=config["seed"],
+    message:
+        "Training {wildcards.model} at λ_R={wildcards.rate}"
+    run:
+        import os
+        from types import SimpleNamespace
+        from discover.rule_context import rule_context
+        from discover.training.discover import train_codec
+
+        target = os.path.relpath(output.model, workflow.basedir)
+        with rule_context(SimpleNamespace(threads=threads, log=log)):
+            train_codec(
+                output.model,
+                output.meta,
+                params.spec,
+                float(wildcards.rate),
+                params.vae,
+                model_id=wildcards.model,
+                seed=params.seed,
+                log_csv=output.losses,
+                command=f"snakemake --cores 1 --forcerun train_discover -- {target}",
+            )
+
+
 rule train_all:
     input:
         zoo_weight_targets(),
+        discover_weight_targets(),

@@ -111,9 +111,7 @@ class DiscoverModel:
 
     # -- encoding ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode(
-        self, image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None
-    ) -> Container:
+    def encode(self, image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None) -> Container:
         """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per task mask, ẑ and the rest."""
         h, w = image.shape[:2]
         grid = latent_grid(h, w)
@@ -193,3 +191,32 @@ class DiscoverModel:
     def target_latent(self, image: np.ndarray) -> torch.Tensor:
         """z_c = E(x) of the padded image, the latent ẑ_c approximates."""
         return encode_latent(self.vae, pad_image(image_tensor(image)).to(self.device))
+
+
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+
+
+def load_model_dir(
+    model: str | os.PathLike,
+    rate,
+    *,
+    vae: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> DiscoverModel:
+    """A model directory (``r<rate>.pth.tar`` + sidecar, ``vae/``) or the name of one under the
+    repository's weights/; its directory name is the model id written into streams."""
+    path = Path(model)
+    if not path.is_dir():
+        path = REPO_WEIGHTS / str(model)
+    if not path.is_dir():
+        raise CodecError(f"model {str(model)!r}: no such directory (nor weights/{model})")
+    weights = path / f"r{rate}.pth.tar"
+    if not weights.is_file():
+        have = sorted(p.name for p in path.glob("r*.pth.tar"))
+        raise CodecError(f"model {path}: no weights for rate {rate} ({weights.name}; has {have})")
+    if vae is None:
+        from discover.codecs.discover_codec import SD21_VAE
+
+        vae = path / "vae" if (path / "vae").is_dir() else SD21_VAE
+    return DiscoverModel.load(weights, vae, path.name, rate, cache=cache, device=device)

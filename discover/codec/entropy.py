@@ -71,9 +71,9 @@ def code_positions(
                 symbols = decoder.decode_stream(
                     indexes.int().tolist(), tables.cdf, tables.cdf_lengths, tables.offsets
                 )
-                values = torch.tensor(symbols, dtype=mu.dtype, device=mu.device).reshape(
-                    mu.shape
-                ) + mu
+                values = (
+                    torch.tensor(symbols, dtype=mu.dtype, device=mu.device).reshape(mu.shape) + mu
+                )
             block = y_visible[0, lo:hi]
             block[:, sel] = values
     return y_visible

@@ -4,6 +4,7 @@ from discover.codecs import (  # noqa: F401  (registration)
     avif,
     command,
     compressai_models,
+    discover_codec,
     hevc,
     illm,
     pillow_codecs,

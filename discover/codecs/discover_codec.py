@@ -1,0 +1,156 @@
+"""DISCOVER as a codec of the benchmark: one ``.dsc`` per image, decoded once per consumer.
+
+Config (``type: discover``): ``trained: <discover_training entry>`` (the embedded mini models
+under weights/<name>/) or ``architecture: full`` with ``weights: {rate: file}`` and ``vae`` (a
+local ``from_pretrained`` directory or a Hub id through the weights cache). ``tasks`` maps a task
+name to its mask source: ``gt`` (the dataset's annotated boxes) or ``none`` (nothing
+transmitted for the task); ``consumers`` picks which decodings the tables show (``human`` = all
+of ŷ, decoded without composition: the VAE decoder on ẑ_c).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from discover.codec.api import PRESETS, DiscoverModel, masks_from_boxes
+from discover.codec.bitstream import HUMAN, Container
+from discover.codecs.base import Codec
+from discover.codecs.registry import register_codec
+from discover.errors import CodecError
+from discover.io import write_bytes_atomic
+from discover.weights import hub_spec, resolve
+
+SD21_VAE = "stabilityai/stable-diffusion-2-1-base/vae"
+MASK_SOURCES = ("gt", "none")
+
+
+@register_codec("discover")
+class DiscoverCodec(Codec):
+    extension = "dsc"
+    rate_increases_bits = False  # rate point = λ_R: larger weight on rate, fewer bits
+
+    def __init__(self, name, cfg=None, threads=1):
+        super().__init__(name, cfg, threads)
+        self._models: dict[str, DiscoverModel] = {}
+
+    @property
+    def device(self) -> str:
+        return str(self.cfg.get("device", "cpu"))
+
+    @property
+    def gpus(self) -> int:  # type: ignore[override]
+        return int(self.cfg.get("gpus", 1 if self.device.startswith("cuda") else 0))
+
+    @property
+    def model_id(self) -> str:
+        return str(self.cfg.get("model_id") or self.cfg.get("trained") or self.name)
+
+    @property
+    def tasks(self) -> dict[str, str]:
+        """Task name -> mask source."""
+        return {t: str((spec or {}).get("mask", "gt")) for t, spec in self.task_specs.items()}
+
+    @property
+    def task_specs(self) -> dict[str, dict]:
+        return {str(k): dict(v or {}) for k, v in (self.cfg.get("tasks") or {}).items()}
+
+    def consumers(self, has_annotations: bool = True) -> list[str]:
+        """Consumers evaluated on a dataset: the configured ones whose masks it can give."""
+        usable = [t for t, src in self.tasks.items() if src != "gt" or has_annotations]
+        wanted = self.cfg.get("consumers") or [HUMAN, *self.tasks]
+        return [c for c in wanted if c == HUMAN or c in usable]
+
+    def weight_path(self, rate) -> Path:
+        weights = {str(k): v for k, v in (self.cfg.get("weights") or {}).items()}
+        if str(rate) not in weights:
+            raise CodecError(f"codec {self.name!r}: no weights for rate {rate}")
+        return resolve(weights[str(rate)], None)
+
+    @property
+    def vae_ref(self) -> str:
+        return str(self.cfg.get("vae") or SD21_VAE)
+
+    def official_weight(self, rate):
+        if self.cfg.get("trained") or Path(self.vae_ref).exists():
+            return None
+        return hub_spec(self.vae_ref)
+
+    def check(self) -> str:
+        paths = [str(self.weight_path(r)) for r in self.rates]
+        return f"DISCOVER {self.model_id}, codec weights: {', '.join(paths)}, VAE {self.vae_ref}"
+
+    def model(self, rate) -> DiscoverModel:
+        key = str(rate)
+        if key not in self._models:
+            arch = self.cfg.get("architecture")
+            self._models[key] = DiscoverModel.load(
+                self.weight_path(rate),
+                self.vae_ref,
+                self.model_id,
+                key,
+                cache=self.cfg.get("weights_cache"),
+                device=self.device,
+                codec_config=PRESETS[arch] if arch else None,
+            )
+        return self._models[key]
+
+    # -- masks ------------------------------------------------------------------------------
+    def task_boxes(
+        self, annotations: Sequence[Mapping[str, Any]] | None, tasks: Sequence[str]
+    ) -> dict[str, list]:
+        """Boxes per task for one image from its COCO annotations (``gt``) or none."""
+        out = {}
+        for task in tasks:
+            source = self.tasks[task]
+            if source == "gt":
+                if annotations is None:
+                    raise CodecError(
+                        f"codec {self.name!r}: task {task!r} takes its mask from ground-truth "
+                        "boxes, but the dataset has no annotations"
+                    )
+                out[task] = [a["bbox"] for a in annotations if not a.get("iscrowd", 0)]
+            elif source == "none":
+                out[task] = []
+            else:
+                raise CodecError(
+                    f"codec {self.name!r}: task {task!r} has unknown mask source {source!r} "
+                    f"(one of {', '.join(MASK_SOURCES)})"
+                )
+        return out
+
+    # -- the Codec interface ----------------------------------------------------------------
+    def encode_container(
+        self, image: np.ndarray, rate, boxes: Mapping[str, list] | None = None
+    ) -> Container:
+        h, w = image.shape[:2]
+        masks = masks_from_boxes(boxes or {}, h, w)
+        return self.model(rate).encode(image, masks)
+
+    def encode(self, image: np.ndarray, rate, path: Path, boxes=None) -> None:
+        write_bytes_atomic(path, self.encode_container(image, rate, boxes).to_bytes())
+
+    def decode(self, path: Path, shape: tuple[int, int], rate, consumer: str = HUMAN):
+        container = Container.from_bytes(Path(path).read_bytes(), str(path))
+        if (container.height, container.width) != tuple(shape):
+            raise CodecError(
+                f"{path}: stream is {container.width}x{container.height}, "
+                f"expected {shape[1]}x{shape[0]}"
+            )
+        return self.model(rate).decode(container, consumer, str(path))
+
+
+def load_image_annotations(reference_dir: str | Path) -> dict[str, list] | None:
+    """Image id -> its COCO annotations, from a reference shard (None without annotations)."""
+    path = Path(reference_dir) / "annotations.json"
+    if not path.is_file():
+        return None
+    coco = json.loads(path.read_text())
+    by_image: dict[int, list] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    return {Path(img["file_name"]).stem: by_image.get(img["id"], []) for img in coco["images"]}

@@ -1,0 +1,232 @@
+"""Training of the embedded (``mini``) DISCOVER models on the synthetic-scenes train split.
+
+* :func:`train_vae` fits a tiny diffusers ``AutoencoderKL`` (SD's layout) and sets its
+  ``scaling_factor`` so that latents have unit variance, as SD's 0.18215 does for SD's VAE.
+* :func:`train_codec` fits the codec to the VAE latent: stage I trains everything on
+  λ_R·R + ||z_c − ẑ_c||² (R in bits per pixel, the MSE per latent element); stage II (paper
+  §4.1.1) freezes the encoder, hyperprior and entropy model and trains M and g_s with 0–50 % of
+  ŷ zeroed at random, so that a task's part alone still gives a usable ẑ_c.
+
+Outputs are written atomically with a JSON sidecar (spec, seed, command, final losses, sha256).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from discover.codec.api import PRESETS, portable_state
+from discover.codec.masks import random_keep_mask
+from discover.codec.model import CodecConfig, DiscoverCodecNet
+from discover.codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
+from discover.io import atomic_dir, atomic_path, write_text_atomic
+from discover.training.zoo import _batch, _image_pool
+from discover.weights import sha256
+
+log = logging.getLogger("discover.training")
+
+
+def _write_losses(path: str | Path | None, rows: list[dict]) -> None:
+    if not path or not rows:
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train_vae(
+    out_dir: str | Path,
+    meta_path: str | Path,
+    spec: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    log_csv: str | Path | None = None,
+    command: str = "",
+) -> dict:
+    """Train the tiny AutoencoderKL; ``out_dir`` becomes a ``from_pretrained`` directory."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    steps = int(steps if steps is not None else spec["steps"])
+    crop, batch_size = int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
+    kl_weight = float(spec.get("kl_weight", 1e-6))
+    vae = AutoencoderKL(**{**TINY_VAE_CONFIG, **spec.get("architecture", {})})
+    opt = torch.optim.Adam(vae.parameters(), lr=float(spec.get("lr", 1e-3)))
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
+    pool = _image_pool(seed, int(spec.get("num_images", 64)), crop)
+    rows, t0 = [], time.perf_counter()
+    vae.train()
+    for step in range(1, steps + 1):
+        x = _batch(pool, rng, batch_size, crop) * 2 - 1
+        dist = vae.encode(x).latent_dist
+        x_hat = vae.decode(dist.sample()).sample
+        rec = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
+        kl = dist.kl().mean() / x[0].numel()
+        loss = rec + kl_weight * kl
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % max(1, steps // 50) == 0 or step == steps:
+            mse = F.mse_loss((x_hat + 1) / 2, (x + 1) / 2).item()
+            rows.append(
+                {
+                    "step": step,
+                    "loss": loss.item(),
+                    "kl": kl.item(),
+                    "psnr": -10 * math.log10(max(mse, 1e-10)),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
+            log.info("vae step %d/%d loss %.4f psnr %.2f dB", step, steps, loss, rows[-1]["psnr"])
+    vae.eval()
+    with torch.no_grad():
+        x = _batch(pool, np.random.default_rng(seed + 1), 16, crop)
+        z = vae.encode(x * 2 - 1).latent_dist.mode()
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    with atomic_dir(out_dir) as tmp:
+        vae.save_pretrained(tmp)
+    files = sorted(p for p in Path(out_dir).iterdir() if p.is_file())
+    meta = {
+        "spec": dict(spec),
+        "seed": seed,
+        "steps": steps,
+        "scaling_factor": vae.config.scaling_factor,
+        "final": rows[-1] if rows else {},
+        "command": command,
+        "sha256": {p.name: sha256(p) for p in files},
+    }
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _write_losses(log_csv, rows)
+    return meta
+
+
+def _frozen_in_stage_two(name: str) -> bool:
+    return not name.startswith(("g_s.", "M."))
+
+
+def train_codec(
+    out_path: str | Path,
+    meta_path: str | Path,
+    spec: Mapping[str, Any],
+    lambda_r: float,
+    vae_dir: str | Path,
+    *,
+    model_id: str,
+    seed: int = 0,
+    steps: int | None = None,
+    stage2_steps: int | None = None,
+    log_csv: str | Path | None = None,
+    command: str = "",
+) -> dict:
+    """Train one rate point (one λ_R) of a DISCOVER codec against the VAE in ``vae_dir``."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    steps = int(steps if steps is not None else spec["steps"])
+    stage2 = int(stage2_steps if stage2_steps is not None else spec.get("stage2_steps", 0))
+    crop, batch_size = int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
+    codec = spec["codec"]
+    cfg = PRESETS[codec] if isinstance(codec, str) else CodecConfig.from_dict(codec)
+    net = DiscoverCodecNet(cfg)
+    vae = load_vae(vae_dir)
+    pool = _image_pool(seed, int(spec.get("num_images", 64)), crop)
+    aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
+    aux_opt = torch.optim.Adam(aux_params, lr=float(spec.get("aux_lr", 1e-3)))
+    rows, t0 = [], time.perf_counter()
+
+    def run(stage: int, n_steps: int, first_step: int) -> None:
+        if stage == 1:
+            params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
+        else:
+            for n, p in net.named_parameters():
+                p.requires_grad_(not _frozen_in_stage_two(n))
+            params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=float(spec.get("lr", 1e-3)))
+        sched = torch.optim.lr_scheduler.MultiStepLR(
+            opt, milestones=[int(n_steps * 0.8)], gamma=0.1
+        )
+        net.train()
+        for i in range(1, n_steps + 1):
+            x = _batch(pool, rng, batch_size, crop)
+            z_c = encode_latent(vae, x)
+            keep = None
+            if stage == 2:
+                grid = (crop // 16, crop // 16)
+                keep = torch.from_numpy(
+                    np.stack([random_keep_mask(rng, grid) for _ in range(batch_size)])
+                )[:, None].float()
+            out = net(x, keep)
+            bpp = sum(torch.log2(lik).sum() for lik in out["likelihoods"].values()) / -(
+                batch_size * crop * crop
+            )
+            mse = F.mse_loss(out["z_c_hat"], z_c)
+            loss = lambda_r * bpp + mse if stage == 1 else mse
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            if stage == 1:
+                aux = net.entropy_bottleneck.loss()
+                aux_opt.zero_grad()
+                aux.backward()
+                aux_opt.step()
+            step = first_step + i
+            if i % max(1, n_steps // 25) == 0 or i == n_steps:
+                rows.append(
+                    {
+                        "step": step,
+                        "stage": stage,
+                        "loss": loss.item(),
+                        "bpp": bpp.item(),
+                        "latent_mse": mse.item(),
+                        "seconds": round(time.perf_counter() - t0, 2),
+                    }
+                )
+                log.info(
+                    "λ_R=%g stage %d step %d loss %.4f bpp %.4f latent mse %.4f",
+                    lambda_r,
+                    stage,
+                    step,
+                    loss.item(),
+                    bpp.item(),
+                    mse.item(),
+                )
+
+    run(1, steps, 0)
+    if stage2:
+        run(2, stage2, steps)
+    net.update(force=True)
+    net.eval()
+    with atomic_path(out_path) as tmp:
+        torch.save(portable_state(net), tmp)
+    meta = {
+        "model_id": model_id,
+        "codec": cfg.to_dict(),
+        "lambda_R": lambda_r,
+        "vae": str(vae_dir),
+        "spec": {k: v for k, v in spec.items() if k != "codec"},
+        "seed": seed,
+        "steps": steps,
+        "stage2_steps": stage2,
+        "final": rows[-1] if rows else {},
+        "command": command,
+        "sha256": sha256(out_path),
+    }
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _write_losses(log_csv, rows)
+    return meta

@@ -1,0 +1,66 @@
+# DISCOVER: one encode per image (a ỹ stream per task + ẑ + the rest of ŷ), then one decode per
+# consumer from the bytes that consumer receives. Decoding here is "without composition"
+# (ẑ_c -> VAE decoder, paper Fig. 8).
+
+
+rule discover_encode:
+    input:
+        reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
+        weights=lambda wc: PLAN.codec_weight_files(wc.codec, wc.rate),
+    output:
+        streams=directory(f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}"),
+    log:
+        f"{OUT}/logs/discover_encode/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/discover_encode/{{dataset}}/{{codec}}/{{rate}}/{{shard}}.tsv"
+    wildcard_constraints:
+        codec=PLAN.name_regex(PLAN.discover_codecs),
+    group:
+        lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"
+    conda:
+        "../envs/codecs.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+        gpu=lambda wc: PLAN.codec_gpus(wc.codec),
+    params:
+        config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+    message:
+        "DISCOVER {wildcards.codec} @ λ_R={wildcards.rate}: encoding {wildcards.dataset}/{wildcards.shard}"
+    script:
+        "../workflow_scripts/discover_encode.py"
+
+
+rule discover_decode:
+    input:
+        reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
+        streams=f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}",
+        weights=lambda wc: PLAN.codec_weight_files(wc.codec, wc.rate),
+    output:
+        decoded=directory(
+            f"{OUT}/{{dataset}}/{{codec}}@{{consumer}}/{{rate}}/{{shard}}"
+        ),
+        metrics=f"{OUT}/metrics/{{dataset}}/{{codec}}@{{consumer}}/{{rate}}/{{shard}}.csv",
+    log:
+        f"{OUT}/logs/discover_decode/{{dataset}}/{{codec}}@{{consumer}}/{{rate}}/{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/discover_decode/{{dataset}}/{{codec}}@{{consumer}}/{{rate}}/{{shard}}.tsv"
+    wildcard_constraints:
+        codec=PLAN.name_regex(PLAN.discover_codecs),
+        consumer="[A-Za-z0-9_.-]+",
+    group:
+        lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"
+    conda:
+        "../envs/codecs.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+        gpu=lambda wc: PLAN.codec_gpus(wc.codec),
+    params:
+        config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+    message:
+        "DISCOVER {wildcards.codec} @ λ_R={wildcards.rate}: decoding for {wildcards.consumer} on {wildcards.dataset}/{wildcards.shard}"
+    script:
+        "../workflow_scripts/discover_decode.py"

@@ -1,0 +1,300 @@
+"""The DISCOVER codec: model shapes and sizes, masked entropy coding, the .dsc container."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from discover.codec.api import DiscoverModel, masks_from_boxes, portable_state
+from discover.codec.bitstream import HUMAN, VERSION, Container, TaskPart
+from discover.codec.masks import boxes_to_mask, decode_mask, encode_mask, rectangles
+from discover.codec.model import FULL, MINI, DiscoverCodecNet, latent_grid, pad_image
+from discover.codec.vae import TINY_VAE_CONFIG
+from discover.errors import BitstreamError
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vae")
+    AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory, vae_dir):
+    """An untrained mini codec saved like a trained one (state dict + sidecar)."""
+    import json
+
+    torch.manual_seed(0)
+    net = DiscoverCodecNet(MINI)
+    net.update()
+    d = tmp_path_factory.mktemp("codec")
+    torch.save(portable_state(net), d / "r1.pth.tar")
+    (d / "r1.json").write_text(json.dumps({"codec": MINI.to_dict()}))
+    return d / "r1.pth.tar", vae_dir
+
+
+@pytest.fixture(scope="module")
+def model(model_files):
+    weights, vae = model_files
+    return DiscoverModel.load(weights, vae, "discover-test", "1")
+
+
+def scene(h=100, w=140, seed=0):
+    from discover.datasets.synthetic_scenes import SceneGenerator
+
+    img = SceneGenerator(seed, "val", min(h, w), max(h, w), 2, 3).render(0)[0]
+    return np.ascontiguousarray(img[:h, :w])
+
+
+def true_y_hat(model, image):
+    with torch.no_grad():
+        return torch.round(
+            model.net.g_a(pad_image(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255))
+        )
+
+
+# -- the network ------------------------------------------------------------------------------
+def test_full_model_is_elic_plus_m_and_latent_synthesis():
+    from compressai.models import Elic2022Official
+
+    elic = Elic2022Official()
+    net = DiscoverCodecNet(FULL)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(net.g_a) == count(elic.g_a) == 7_337_792
+    assert count(net.latent_codec) == count(elic.latent_codec) == 17_398_933
+    assert count(net.M) == 2_175_552
+    assert count(net.g_s) == 11_408_644
+    # ELIC's encoder side loads into DISCOVER by name: an ELIC checkpoint initialises it.
+    state = {k: v for k, v in elic.state_dict().items() if not k.startswith("g_s.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert not unexpected
+    assert all(k.startswith(("g_s.", "M.")) for k in missing)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 140), (37, 203)])
+def test_synthesis_has_the_shape_of_the_vae_latent(model, size):
+    image = scene(*size)
+    x = pad_image(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    with torch.no_grad():
+        out = model.net(x)
+        z_c = model.vae.encode(x * 2 - 1).latent_dist.mode()
+    assert out["z_c_hat"].shape == z_c.shape == (1, 4, x.shape[2] // 8, x.shape[3] // 8)
+
+
+# -- round trips ------------------------------------------------------------------------------
+def test_every_consumer_decodes_exactly_its_part_from_its_own_bytes(model):
+    image = scene()
+    h, w = image.shape[:2]
+    boxes = {"detection": [[5, 5, 60, 40]], "segmentation": [[40, 20, 90, 70]]}
+    masks = masks_from_boxes(boxes, h, w)
+    container = model.encode(image, masks)
+    y_hat = true_y_hat(model, image)
+    for task, mask in masks.items():
+        cut = Container.from_bytes(container.for_consumer(task).to_bytes())
+        assert cut.rest is None and [t.name for t in cut.tasks] == [task]
+        y_task, _ = model.decode_y(cut, task)
+        assert torch.equal(y_task, y_hat * torch.from_numpy(mask))
+    y_all, _ = model.decode_y(Container.from_bytes(container.to_bytes()), HUMAN)
+    assert torch.equal(y_all, y_hat)
+    sizes = container.consumer_bytes()
+    assert sizes[HUMAN] == len(container.to_bytes())
+    assert sizes["detection"] < sizes[HUMAN] and sizes["segmentation"] < sizes[HUMAN]
+
+
+def test_a_task_stream_needs_nothing_but_itself_and_z(model):
+    image = scene(seed=3)
+    masks = masks_from_boxes({"detection": [[10, 10, 50, 50]]}, *image.shape[:2])
+    container = model.encode(image, masks)
+    alone = Container(
+        container.model_id,
+        container.weights,
+        container.rate,
+        container.height,
+        container.width,
+        container.z_stream,
+        [container.task("detection")],
+        None,
+    )
+    y_task, _ = model.decode_y(alone, "detection")
+    assert torch.equal(y_task, true_y_hat(model, image) * torch.from_numpy(masks["detection"]))
+    with pytest.raises(BitstreamError, match="human consumer needs all"):
+        model.decode_y(alone, HUMAN)
+    with pytest.raises(BitstreamError, match="no part for task 'classification'"):
+        model.decode_y(container, "classification")
+
+
+def test_decoded_image_has_the_input_size(model):
+    image = scene(75, 121)
+    out = model.decode(model.encode(image), HUMAN)
+    assert out.shape == image.shape and out.dtype == np.uint8
+
+
+def test_same_input_gives_identical_bytes_and_a_fresh_process_decodes_bit_exactly(
+    model, model_files, tmp_path
+):
+    image = scene(seed=5)
+    masks = masks_from_boxes({"detection": [[0, 30, 70, 60]]}, *image.shape[:2])
+    data = model.encode(image, masks).to_bytes()
+    assert model.encode(image, masks).to_bytes() == data
+    (tmp_path / "a.dsc").write_bytes(data)
+    np.save(tmp_path / "image.npy", image)
+    weights, vae = model_files
+    script = f"""
+import numpy as np, torch
+torch.set_num_threads(1)
+from discover.codec.api import DiscoverModel, masks_from_boxes
+from discover.codec.bitstream import Container
+m = DiscoverModel.load({str(weights)!r}, {str(vae)!r}, "discover-test", "1")
+image = np.load({str(tmp_path / "image.npy")!r})
+masks = masks_from_boxes({{"detection": [[0, 30, 70, 60]]}}, *image.shape[:2])
+open({str(tmp_path / "b.dsc")!r}, "wb").write(m.encode(image, masks).to_bytes())
+c = Container.from_bytes(open({str(tmp_path / "a.dsc")!r}, "rb").read())
+for consumer in ("detection", "human"):
+    y, z = m.decode_y(c, consumer)
+    torch.save({{"y": y, "z": z}}, {str(tmp_path)!r} + f"/{{consumer}}.pt")
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    assert (tmp_path / "b.dsc").read_bytes() == data
+    container = Container.from_bytes(data)
+    for consumer in ("detection", HUMAN):
+        y, z = model.decode_y(container, consumer)
+        other = torch.load(tmp_path / f"{consumer}.pt")
+        assert torch.equal(other["y"], y) and torch.equal(other["z"], z)
+
+
+# -- masks --------------------------------------------------------------------------------------
+def test_boxes_select_every_latent_cell_they_touch():
+    mask = boxes_to_mask([[15, 0, 2, 17]], (4, 4), (64, 64))
+    expected = np.zeros((4, 4), bool)
+    expected[0:2, 0:2] = True
+    assert np.array_equal(mask, expected)
+    assert not boxes_to_mask([[100, 100, 5, 5]], (4, 4), (64, 64)).any()  # outside: clipped
+
+
+def test_mask_coding_is_exact_and_compact():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        h, w = rng.integers(1, 40, size=2)
+        if trial % 3 == 0:
+            mask = rng.random((h, w)) < rng.random()
+        else:
+            boxes = [
+                [
+                    rng.uniform(0, 16 * w),
+                    rng.uniform(0, 16 * h),
+                    rng.uniform(1, 300),
+                    rng.uniform(1, 300),
+                ]
+                for _ in range(rng.integers(0, 6))
+            ]
+            mask = boxes_to_mask(boxes, (h, w), (16 * h, 16 * w))
+        code = encode_mask(mask)
+        assert np.array_equal(decode_mask(code, (h, w)), mask)
+        if trial % 3:
+            assert len(code) <= 2 + 4 * 2 * len(rectangles(mask))
+    box_mask = boxes_to_mask([[30, 40, 200, 120]], (32, 48), (512, 768))
+    assert len(encode_mask(box_mask)) <= 6
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 4096), (4321, 1), (17, 5), (4097, 4099), (65536, 3)])
+def test_header_survives_any_image_size(size):
+    h, w = size
+    grid = latent_grid(h, w)
+    rng = np.random.default_rng(h * w)
+    mask = rng.random(grid) < 0.3
+    c = Container("m", b"\x01" * 8, "4", h, w, b"zz", [TaskPart("det", mask, b"abc")], b"rest")
+    back = Container.from_bytes(c.to_bytes())
+    assert (back.height, back.width, back.grid) == (h, w, grid)
+    assert np.array_equal(back.task("det").mask, mask)
+    assert back.rest == b"rest" and back.z_stream == b"zz"
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 67), (65, 2)])
+def test_tiny_and_odd_images_round_trip(model, size):
+    image = scene(40, 80)[: size[0], : size[1]]
+    image = np.ascontiguousarray(np.resize(image, (*size, 3)))
+    c = Container.from_bytes(model.encode(image).to_bytes())
+    y, _ = model.decode_y(c, HUMAN)
+    assert torch.equal(y, true_y_hat(model, image))
+    assert model.decode(c, HUMAN).shape == image.shape
+
+
+# -- robustness --------------------------------------------------------------------------------
+def mutations(data: bytes, rng: np.random.Generator, n: int):
+    """Truncations, bit flips, byte insertions/deletions, garbage, spliced tails."""
+    for i in range(n):
+        kind = i % 5
+        b = bytearray(data)
+        if kind == 0:
+            b = b[: rng.integers(0, len(b))]
+        elif kind == 1:
+            for _ in range(rng.integers(1, 4)):
+                pos = rng.integers(0, len(b))
+                b[pos] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 2:
+            pos = rng.integers(0, len(b) + 1)
+            b[pos:pos] = rng.bytes(int(rng.integers(1, 5)))
+        elif kind == 3:
+            pos = rng.integers(0, len(b))
+            del b[pos : pos + int(rng.integers(1, 5))]
+        else:
+            b = bytearray(data[:6]) + bytearray(rng.bytes(int(rng.integers(0, 200))))
+        yield bytes(b)
+
+
+def test_mutated_streams_raise_bitstream_error_never_a_crash_or_a_wrong_image(model):
+    image = scene(seed=7)
+    masks = masks_from_boxes({"detection": [[10, 10, 60, 50]]}, *image.shape[:2])
+    data = model.encode(image, masks).to_bytes()
+    rng = np.random.default_rng(0)
+    rejected = 0
+    for bad in mutations(data, rng, 600):
+        if bad == data:
+            continue
+        with pytest.raises(BitstreamError):
+            c = Container.from_bytes(bad, "fuzzed.dsc")
+            for consumer in c.consumers:
+                model.decode_y(c, consumer)
+        rejected += 1
+    assert rejected >= 500
+
+
+def test_wrong_version_model_and_weights_are_named(model):
+    image = scene(seed=2)
+    c = model.encode(image)
+    data = bytearray(c.to_bytes())
+    data[4] = VERSION + 1
+    data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "big")
+    with pytest.raises(BitstreamError, match=f"format version {VERSION + 1}"):
+        Container.from_bytes(bytes(data), "x.dsc")
+    with pytest.raises(BitstreamError, match="not a DISCOVER stream"):
+        Container.from_bytes(b"\x89PNG\r\n\x1a\n" + bytes(data[8:]), "x.png")
+    other = Container(**{**c.__dict__, "model_id": "discover-full"})
+    with pytest.raises(BitstreamError, match="encoded with model 'discover-full'"):
+        model.decode_y(other, HUMAN, "y.dsc")
+    other = Container(**{**c.__dict__, "weights": b"\x00" * 8})
+    with pytest.raises(BitstreamError, match="weights 0000000000000000"):
+        model.decode_y(other, HUMAN, "y.dsc")
+
+
+def test_task_stream_shrinks_with_the_masked_fraction(model):
+    image = scene(192, 256, seed=11)
+    grid = latent_grid(*image.shape[:2])
+    sizes = {}
+    for frac in (0.25, 0.5, 1.0):
+        mask = np.zeros(grid, bool)
+        mask[:, : round(frac * grid[1])] = True
+        c = model.encode(image, {"t": mask})
+        sizes[frac] = len(c.task("t").stream)
+    assert sizes[0.25] < sizes[0.5] < sizes[1.0]
+    for frac in (0.25, 0.5):
+        assert 0.4 * frac <= sizes[frac] / sizes[1.0] <= 2.0 * frac
