@@ -88,6 +88,10 @@ class DiscoverModel:
 
     def __init__(self, net: DiscoverCodecNet, vae, model_id: str, rate: str, device="cpu"):
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            # entropy parameters must come out the same in encoder and decoder
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
         self.net = net.to(self.device).eval()
         self.vae = vae.to(self.device).eval() if vae is not None else None
         self.model_id = model_id

@@ -1,0 +1,156 @@
+"""DISCOVER in the DAG (encode per shard, decode per consumer, table rows), the CLI, and the
+train rules of the mini model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from discover.cli import main as cli
+from discover.codec.bitstream import Container
+from discover.weights import sha256
+
+from .conftest import ROOT, snakemake, tiny_config, write_config
+
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def discover_config(**codec) -> dict:
+    cfg = tiny_config()
+    cfg["codecs"] = {
+        "jpeg": {"type": "jpeg", "rates": [15, 35, 60, 90]},
+        "discover-mini": {
+            "type": "discover",
+            "trained": "discover-mini",
+            "rates": [1, 2, 4, 8],
+            "tasks": {"detection": {"mask": "gt"}},
+            **codec,
+        },
+    }
+    cfg["anchor"] = "jpeg"
+    cfg["discover_training"] = DEFAULT["discover_training"]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def discover_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("discover_run")
+    config = write_config(work / "config.yaml", discover_config())
+    dry = snakemake(work, config, "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    stats = dry.stdout.split("Job stats:")[1].split("Reasons:")[0]
+    assert "train_discover" not in stats  # the committed weights serve the demo
+    proc = snakemake(work, config)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work
+
+
+def test_one_encode_serves_every_consumer_and_each_counts_its_own_bytes(discover_run):
+    out = discover_run / "results"
+    rd = pd.read_csv(out / "tables/scenes/rd.csv")
+    rows = rd[rd.codec.str.startswith("discover-mini")]
+    assert set(rows.codec) == {"discover-mini@human", "discover-mini@detection"}
+    assert (rows.groupby("codec").size() == 4).all()
+    human = rows[rows.codec.str.endswith("human")].set_index("rate")
+    task = rows[rows.codec.str.endswith("detection")].set_index("rate")
+    assert (task.bpp < human.bpp).all()
+    assert human.loc["1", "bpp"] > human.loc["8", "bpp"]  # λ_R weighs rate: fewer bits
+    metrics = pd.read_csv(
+        out / "metrics/scenes/discover-mini@detection/1/s0000.csv", dtype={"id": str}
+    )
+    for row in metrics.itertuples():
+        cut = out / "scenes/discover-mini@detection/1/s0000" / f"{row.id}.dsc"
+        assert row.bits == 8 * cut.stat().st_size
+        assert Container.from_bytes(cut.read_bytes()).consumers == ["detection"]
+        full = Container.from_bytes(
+            (out / "scenes/discover-mini/1/s0000" / f"{row.id}.dsc").read_bytes()
+        )
+        assert full.consumers == ["detection", "human"]
+        assert full.task("detection").mask.any()  # gt boxes of the scene's objects
+    bd = pd.read_csv(out / "tables/scenes/bd.csv")
+    assert "discover-mini@human" in set(bd.codec)
+
+
+def test_photos_without_annotations_get_the_human_row_only(tmp_path):
+    cfg = discover_config()
+    cfg["datasets"] = {"photos": {"type": "photos", "max_images": 2}}
+    cfg["codecs"]["discover-mini"]["rates"] = [1, 8]
+    config = write_config(tmp_path / "config.yaml", cfg)
+    proc = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "discover-mini@detection" not in proc.stdout + proc.stderr
+
+
+def test_cli_encode_inspect_extract_decode(tmp_path, capsys):
+    from discover.datasets.synthetic_scenes import SceneGenerator
+
+    image = SceneGenerator(0, "val", 120, 160, 2, 3).render(0)[0]
+    Image.fromarray(image).save(tmp_path / "in.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"detection": [[10, 10, 60, 50]]}))
+    args = ["--model", "discover-mini", "--rate", "2", "--mask-from", str(tmp_path / "boxes.json")]
+    assert cli(["encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.dsc"), *args]) == 0
+    assert cli(["inspect", str(tmp_path / "a.dsc")]) == 0
+    report = capsys.readouterr().out
+    assert "model: discover-mini" in report and "detection" in report and "bpp" in report
+    assert (
+        cli(
+            [
+                "extract",
+                str(tmp_path / "a.dsc"),
+                "--consumer",
+                "detection",
+                "-o",
+                str(tmp_path / "d.dsc"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "d.dsc").stat().st_size < (tmp_path / "a.dsc").stat().st_size
+    for src, consumer in (("a.dsc", "human"), ("d.dsc", "detection")):
+        png = tmp_path / f"{consumer}.png"
+        assert cli(["decode", str(tmp_path / src), "-o", str(png), "--consumer", consumer]) == 0
+        assert np.asarray(Image.open(png)).shape == image.shape
+    # the human consumer cannot be decoded from the detection cut: a clear error, exit 2
+    assert cli(["decode", str(tmp_path / "d.dsc"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "human consumer needs all" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+    (tmp_path / "bad.dsc").write_bytes((tmp_path / "a.dsc").read_bytes()[:-7])
+    assert cli(["inspect", str(tmp_path / "bad.dsc")]) == 2
+    assert "bad.dsc: checksum mismatch" in capsys.readouterr().err
+
+
+def test_train_rules_run_a_few_steps(tmp_path):
+    from discover.codec.api import load_model_dir
+
+    cfg = discover_config(rates=[1, 8])
+    cfg["trained_weights_dir"] = str(tmp_path / "w")
+    spec = cfg["discover_training"]["discover-mini"]
+    spec.update(lambdas=[1, 8], steps=2, stage2_steps=1, num_images=2, batch_size=2)
+    spec["vae"] = {"steps": 2, "crop": 64, "batch_size": 2, "num_images": 2}
+    config = write_config(tmp_path / "config.yaml", cfg)
+    proc = snakemake(tmp_path, config, "train_all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    d = tmp_path / "w" / "discover-mini"
+    for rate in (1, 8):
+        meta = json.loads((d / f"r{rate}.json").read_text())
+        assert meta["sha256"] == sha256(d / f"r{rate}.pth.tar") and meta["lambda_R"] == rate
+        assert "snakemake" in meta["command"]
+    model = load_model_dir(d, "8")
+    image = np.zeros((64, 64, 3), np.uint8)
+    assert model.decode(model.encode(image), "human").shape == image.shape
+
+
+def test_committed_discover_weights_have_sidecars():
+    d = ROOT / "weights" / "discover-mini"
+    vae_meta = json.loads((d / "vae.json").read_text())
+    for name, digest in vae_meta["sha256"].items():
+        assert sha256(d / "vae" / name) == digest
+    for rate in DEFAULT["discover_training"]["discover-mini"]["lambdas"]:
+        meta = json.loads((d / f"r{rate}.json").read_text())
+        assert meta["sha256"] == sha256(d / f"r{rate}.pth.tar")
+        assert meta["steps"] == DEFAULT["discover_training"]["discover-mini"]["steps"]
