@@ -229,10 +229,10 @@ class Plan:
         if "trained" in entry:
             return [str(self.zoo_weight_path(entry["trained"], rate))]
         weights = {str(k): v for k, v in (entry.get("weights") or {}).items()}
-        if weights:
-            return [weights[rate]] if rate in weights else []
+        files = [weights[rate]] if rate in weights else []
+        # an official weight besides given ones (DISCOVER's SD VAE from the Hub)
         spec = self.official_weight(codec, rate)
-        return [f"{self.weights_cache}/{spec.filename}"] if spec else []
+        return files + ([f"{self.weights_cache}/{spec.filename}"] if spec else [])
 
     def zoo_training_spec(self, model: str) -> dict:
         return dict(self.config["zoo_training"][model])

@@ -76,14 +76,18 @@ def test_one_encode_serves_every_consumer_and_each_counts_its_own_bytes(discover
     assert "discover-mini@human" in set(bd.codec)
 
 
-def test_photos_without_annotations_get_the_human_row_only(tmp_path):
+def test_datasets_without_annotations_get_the_human_row_only():
+    from discover.config import validate_config
+    from discover.workflow import Plan
+
     cfg = discover_config()
-    cfg["datasets"] = {"photos": {"type": "photos", "max_images": 2}}
-    cfg["codecs"]["discover-mini"]["rates"] = [1, 8]
-    config = write_config(tmp_path / "config.yaml", cfg)
-    proc = snakemake(tmp_path, config, "-n", "--quiet", "rules")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "discover-mini@detection" not in proc.stdout + proc.stderr
+    cfg["datasets"]["photos"] = {"type": "photos", "max_images": 2}
+    plan = Plan(validate_config(cfg), basedir=ROOT)
+    assert plan.table_rows("photos") == ["jpeg", "discover-mini@human"]
+    assert plan.table_rows("scenes") == ["jpeg", "discover-mini@human", "discover-mini@detection"]
+    counts = plan.job_count()
+    assert counts["discover_encode"] == 4 * (2 + 1)  # rates x shards (scenes 2, photos 1)
+    assert counts["discover_decode"] == 4 * (2 * 2 + 1 * 1)
 
 
 def test_cli_encode_inspect_extract_decode(tmp_path, capsys):
@@ -154,3 +158,35 @@ def test_committed_discover_weights_have_sidecars():
         meta = json.loads((d / f"r{rate}.json").read_text())
         assert meta["sha256"] == sha256(d / f"r{rate}.pth.tar")
         assert meta["steps"] == DEFAULT["discover_training"]["discover-mini"]["steps"]
+
+
+def test_full_config_reads_sd_vae_through_the_weights_cache(tmp_path):
+    """The paper-size codec: explicit codec weights plus SD 2.1-base's VAE from the Hub, which
+    only the fetch_weight localrule downloads; compute jobs read the cached snapshot."""
+    weights = tmp_path / "r1.pth.tar"
+    weights.write_bytes(b"placeholder: only the dry run reads this path")
+    cfg = discover_config(architecture="full", weights={1: str(weights)}, rates=[1])
+    del cfg["codecs"]["discover-mini"]["trained"]
+    config = write_config(tmp_path / "config.yaml", cfg)
+    proc = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fetch_weight " in proc.stdout  # the VAE snapshot is a job of its own
+    manifest = "hf--stabilityai--stable-diffusion-2-1-base--vae.manifest.json"
+    proc = snakemake(tmp_path, config, "-n", "fetch_weights")
+    assert manifest in proc.stdout + proc.stderr
+
+
+def test_vae_loads_from_a_local_dir_or_a_cached_hub_snapshot(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from discover.codec.vae import TINY_VAE_CONFIG, load_vae
+    from discover.weights import WeightsMissingError, hub_spec
+
+    with pytest.raises(WeightsMissingError, match="snakemake fetch_weights"):
+        load_vae("stabilityai/stable-diffusion-2-1-base/vae", tmp_path / "cache")
+    spec = hub_spec("owner/sd-like/vae")
+    snapshot = tmp_path / "cache" / spec.snapshot / "vae"
+    AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(snapshot)
+    (tmp_path / "cache" / spec.filename).write_text("{}")
+    assert load_vae("owner/sd-like/vae", tmp_path / "cache").config.latent_channels == 4
+    assert load_vae(snapshot).config.latent_channels == 4
