@@ -89,11 +89,8 @@ def run_codec_shard(
     ``out_dir`` receives ``{id}.{ext}`` bitstreams and ``{id}.png`` reconstructions;
     ``metrics_csv`` one row per image (bits = 8 x bitstream file size).
     """
-    c = get_codec(codec, config, threads=threads)
+    c, rate_value, index, metrics = _shard_job(config, codec, rate, reference_dir, threads)
     c.check()
-    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
-    index = read_index(reference_dir)
-    metrics = [m for m in config.get("metrics", ["psnr", "msssim"]) if m in FIDELITY_METRICS]
     rows = []
     with atomic_dir(out_dir) as tmp:
         for rec in index.itertuples(index=False):
@@ -114,6 +111,14 @@ def run_codec_shard(
             rows.append(row)
         df = _write_metrics(rows, metrics_csv, tmp / "timings.csv")
     return df
+
+
+def _shard_job(config, codec: str, rate: str, reference_dir, threads: int):
+    """(codec, rate value, shard index, fidelity metrics) of a per-shard codec job."""
+    c = get_codec(codec, config, threads=threads)
+    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
+    metrics = [m for m in config.get("metrics", ["psnr", "msssim"]) if m in FIDELITY_METRICS]
+    return c, rate_value, read_index(reference_dir), metrics
 
 
 def _metric_row(rec, ref: np.ndarray, out: np.ndarray, bits: int, metrics: Sequence[str]) -> dict:
@@ -161,9 +166,7 @@ def run_discover_encode(
     Task masks come from the codec's mask sources (``gt``: the shard's annotated boxes)."""
     from discover.codecs.discover_codec import load_image_annotations
 
-    c = get_codec(codec, config, threads=threads)
-    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
-    index = read_index(reference_dir)
+    c, rate_value, index, _ = _shard_job(config, codec, rate, reference_dir, threads)
     annotations = load_image_annotations(reference_dir)
     tasks = [t for t in c.consumers(annotations is not None) if t in c.tasks]
     rows = []
@@ -198,10 +201,7 @@ def run_discover_decode(
     ``out_dir`` keeps the cut streams (``{id}.dsc``) and reconstructions (``{id}.png``)."""
     from discover.codec.bitstream import Container
 
-    c = get_codec(codec, config, threads=threads)
-    rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
-    index = read_index(reference_dir)
-    metrics = [m for m in config.get("metrics", ["psnr", "msssim"]) if m in FIDELITY_METRICS]
+    c, rate_value, index, metrics = _shard_job(config, codec, rate, reference_dir, threads)
     rows = []
     with atomic_dir(out_dir) as tmp:
         for rec in index.itertuples(index=False):

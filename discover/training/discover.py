@@ -12,7 +12,6 @@ Outputs are written atomically with a JSON sidecar (spec, seed, command, final l
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -30,19 +29,10 @@ from discover.codec.masks import random_keep_mask
 from discover.codec.model import CodecConfig, DiscoverCodecNet
 from discover.codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
 from discover.io import atomic_dir, atomic_path, write_text_atomic
-from discover.training.zoo import _batch, _image_pool
+from discover.training.common import batch, image_pool, setup, write_losses
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
-
-
-def _write_losses(path: str | Path | None, rows: list[dict]) -> None:
-    if not path or not rows:
-        return
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def train_vae(
@@ -58,19 +48,16 @@ def train_vae(
     """Train the tiny AutoencoderKL; ``out_dir`` becomes a ``from_pretrained`` directory."""
     from diffusers import AutoencoderKL
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    steps = int(steps if steps is not None else spec["steps"])
-    crop, batch_size = int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
+    rng, steps, crop, batch_size = setup(spec, seed, steps)
     kl_weight = float(spec.get("kl_weight", 1e-6))
     vae = AutoencoderKL(**{**TINY_VAE_CONFIG, **spec.get("architecture", {})})
     opt = torch.optim.Adam(vae.parameters(), lr=float(spec.get("lr", 1e-3)))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
-    pool = _image_pool(seed, int(spec.get("num_images", 64)), crop)
+    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
     rows, t0 = [], time.perf_counter()
     vae.train()
     for step in range(1, steps + 1):
-        x = _batch(pool, rng, batch_size, crop) * 2 - 1
+        x = batch(pool, rng, batch_size, crop) * 2 - 1
         dist = vae.encode(x).latent_dist
         x_hat = vae.decode(dist.sample()).sample
         rec = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
@@ -95,7 +82,7 @@ def train_vae(
             log.info("vae step %d/%d loss %.4f psnr %.2f dB", step, steps, loss, rows[-1]["psnr"])
     vae.eval()
     with torch.no_grad():
-        x = _batch(pool, np.random.default_rng(seed + 1), 16, crop)
+        x = batch(pool, np.random.default_rng(seed + 1), 16, crop)
         z = vae.encode(x * 2 - 1).latent_dist.mode()
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     with atomic_dir(out_dir) as tmp:
@@ -111,7 +98,7 @@ def train_vae(
         "sha256": {p.name: sha256(p) for p in files},
     }
     write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    _write_losses(log_csv, rows)
+    write_losses(log_csv, rows)
     return meta
 
 
@@ -134,16 +121,13 @@ def train_codec(
     command: str = "",
 ) -> dict:
     """Train one rate point (one λ_R) of a DISCOVER codec against the VAE in ``vae_dir``."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    steps = int(steps if steps is not None else spec["steps"])
+    rng, steps, crop, batch_size = setup(spec, seed, steps)
     stage2 = int(stage2_steps if stage2_steps is not None else spec.get("stage2_steps", 0))
-    crop, batch_size = int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
     codec = spec["codec"]
     cfg = PRESETS[codec] if isinstance(codec, str) else CodecConfig.from_dict(codec)
     net = DiscoverCodecNet(cfg)
     vae = load_vae(vae_dir)
-    pool = _image_pool(seed, int(spec.get("num_images", 64)), crop)
+    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
     aux_opt = torch.optim.Adam(aux_params, lr=float(spec.get("aux_lr", 1e-3)))
     rows, t0 = [], time.perf_counter()
@@ -161,7 +145,7 @@ def train_codec(
         )
         net.train()
         for i in range(1, n_steps + 1):
-            x = _batch(pool, rng, batch_size, crop)
+            x = batch(pool, rng, batch_size, crop)
             z_c = encode_latent(vae, x)
             keep = None
             if stage == 2:
@@ -228,5 +212,5 @@ def train_codec(
         "sha256": sha256(out_path),
     }
     write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    _write_losses(log_csv, rows)
+    write_losses(log_csv, rows)
     return meta

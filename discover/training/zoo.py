@@ -7,7 +7,6 @@ the training spec, the command that reproduces it, the final losses and the file
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -16,34 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from discover.io import atomic_path, write_text_atomic
+from discover.training.common import batch, image_pool, setup, write_losses
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
-
-
-def _image_pool(seed: int, num_images: int, crop: int) -> list[np.ndarray]:
-    """Training images: the synthetic-scenes train split (disjoint from every val split)."""
-    from discover.datasets.synthetic_scenes import SceneGenerator
-
-    gen = SceneGenerator(seed, "train", max(crop, 256), max(crop, 384), 2, 6)
-    return [gen.render(i)[0] for i in range(num_images)]
-
-
-def _batch(
-    pool: list[np.ndarray], rng: np.random.Generator, batch_size: int, crop: int
-) -> torch.Tensor:
-    out = np.empty((batch_size, crop, crop, 3), np.uint8)
-    for b in range(batch_size):
-        img = pool[rng.integers(len(pool))]
-        y = rng.integers(img.shape[0] - crop + 1)
-        x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        out[b] = patch[:, ::-1] if rng.random() < 0.5 else patch
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255)
 
 
 def train_zoo_model(
@@ -61,10 +39,7 @@ def train_zoo_model(
     from compressai.losses import RateDistortionLoss
     from compressai.zoo.image import model_architectures
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    steps = int(steps if steps is not None else spec["steps"])
-    crop, batch_size = int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
+    rng, steps, crop, batch_size = setup(spec, seed, steps)
     model = model_architectures[spec["architecture"]](int(spec["N"]), int(spec["M"]))
     params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
@@ -72,11 +47,11 @@ def train_zoo_model(
     aux_opt = torch.optim.Adam(aux_params, lr=float(spec.get("aux_lr", 1e-3)))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
     criterion = RateDistortionLoss(lmbda=lmbda)
-    pool = _image_pool(seed, int(spec.get("num_images", 64)), crop)
+    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
     rows, t0 = [], time.perf_counter()
     model.train()
     for step in range(1, steps + 1):
-        x = _batch(pool, rng, batch_size, crop)
+        x = batch(pool, rng, batch_size, crop)
         opt.zero_grad()
         aux_opt.zero_grad()
         losses = criterion(model(x), x)
@@ -120,9 +95,5 @@ def train_zoo_model(
         "sha256": sha256(out_path),
     }
     write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    if log_csv:
-        with atomic_path(log_csv) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_losses(log_csv, rows)
     return meta
