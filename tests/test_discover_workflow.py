@@ -190,3 +190,14 @@ def test_vae_loads_from_a_local_dir_or_a_cached_hub_snapshot(tmp_path):
     (tmp_path / "cache" / spec.filename).write_text("{}")
     assert load_vae("owner/sd-like/vae", tmp_path / "cache").config.latent_channels == 4
     assert load_vae(snapshot).config.latent_channels == 4
+
+
+def test_same_config_gives_byte_identical_streams_and_metrics(discover_run, tmp_path):
+    from .conftest import tree_digest
+
+    config = write_config(tmp_path / "config.yaml", discover_config())
+    proc = snakemake(tmp_path, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for pattern in ("scenes/discover-mini*/**/*.dsc", "metrics/scenes/discover-mini*/**/*.csv"):
+        first = tree_digest(discover_run / "results", pattern)
+        assert first and first == tree_digest(tmp_path / "results", pattern)
