@@ -3,6 +3,7 @@ train rules of the mini model."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -33,7 +34,7 @@ def discover_config(**codec) -> dict:
         },
     }
     cfg["anchor"] = "jpeg"
-    cfg["discover_training"] = DEFAULT["discover_training"]
+    cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
     return cfg
 
 
@@ -52,7 +53,7 @@ def discover_run(tmp_path_factory):
 
 def test_one_encode_serves_every_consumer_and_each_counts_its_own_bytes(discover_run):
     out = discover_run / "results"
-    rd = pd.read_csv(out / "tables/scenes/rd.csv")
+    rd = pd.read_csv(out / "tables/scenes/rd.csv", dtype={"rate": str})
     rows = rd[rd.codec.str.startswith("discover-mini")]
     assert set(rows.codec) == {"discover-mini@human", "discover-mini@detection"}
     assert (rows.groupby("codec").size() == 4).all()
