@@ -22,7 +22,7 @@ DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
 def discover_config(**codec) -> dict:
-    cfg = tiny_config()
+    cfg = tiny_config(shard_size=4)  # one shard: one encode and one decode job per rate
     cfg["codecs"] = {
         "jpeg": {"type": "jpeg", "rates": [15, 35, 60, 90]},
         "discover-mini": {
@@ -87,8 +87,8 @@ def test_datasets_without_annotations_get_the_human_row_only():
     assert plan.table_rows("photos") == ["jpeg", "discover-mini@human"]
     assert plan.table_rows("scenes") == ["jpeg", "discover-mini@human", "discover-mini@detection"]
     counts = plan.job_count()
-    assert counts["discover_encode"] == 4 * (2 + 1)  # rates x shards (scenes 2, photos 1)
-    assert counts["discover_decode"] == 4 * (2 * 2 + 1 * 1)
+    assert counts["discover_encode"] == 4 * (1 + 1)  # rates x shards (scenes 1, photos 1)
+    assert counts["discover_decode"] == 4 * (1 * 2 + 1 * 1)  # x consumers (2, 1)
 
 
 def test_cli_encode_inspect_extract_decode(tmp_path, capsys):
@@ -197,8 +197,17 @@ def test_same_config_gives_byte_identical_streams_and_metrics(discover_run, tmp_
     from .conftest import tree_digest
 
     config = write_config(tmp_path / "config.yaml", discover_config())
-    proc = snakemake(tmp_path, config)
+    targets = [
+        f"results/metrics/scenes/discover-mini@{consumer}/{rate}/s0000.csv"
+        for consumer in ("human", "detection")
+        for rate in (1, 8)
+    ]
+    proc = snakemake(tmp_path, config, *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for pattern in ("scenes/discover-mini*/**/*.dsc", "metrics/scenes/discover-mini*/**/*.csv"):
-        first = tree_digest(discover_run / "results", pattern)
-        assert first and first == tree_digest(tmp_path / "results", pattern)
+    for rate in (1, 8):
+        for pattern in (
+            f"scenes/discover-mini*/{rate}/*/*.dsc",
+            f"metrics/*/discover-mini*/{rate}/*.csv",
+        ):
+            first = tree_digest(discover_run / "results", pattern)
+            assert first and first == tree_digest(tmp_path / "results", pattern)

@@ -34,7 +34,8 @@ def load_vae(ref: str | os.PathLike, cache: str | os.PathLike | None = None):
     from discover.weights import resolve_pretrained_dir
 
     path = resolve_pretrained_dir(ref, cache)
-    vae = AutoencoderKL.from_pretrained(path)
+    # low_cpu_mem_usage needs `accelerate`; the VAE is small enough to load plainly
+    vae = AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False)
     vae.requires_grad_(False)
     return vae.eval()
 

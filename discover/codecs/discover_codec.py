@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from discover.codec.api import PRESETS, DiscoverModel, masks_from_boxes
-from discover.codec.bitstream import HUMAN, Container
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
 from discover.errors import CodecError
@@ -26,6 +24,7 @@ from discover.io import write_bytes_atomic
 from discover.weights import hub_spec, resolve
 
 SD21_VAE = "stabilityai/stable-diffusion-2-1-base/vae"
+HUMAN = "human"  # the consumer receiving all of ŷ (discover.codec.bitstream.HUMAN)
 MASK_SOURCES = ("gt", "none")
 
 
@@ -36,7 +35,7 @@ class DiscoverCodec(Codec):
 
     def __init__(self, name, cfg=None, threads=1):
         super().__init__(name, cfg, threads)
-        self._models: dict[str, DiscoverModel] = {}
+        self._models: dict = {}
 
     @property
     def device(self) -> str:
@@ -84,7 +83,10 @@ class DiscoverCodec(Codec):
         paths = [str(self.weight_path(r)) for r in self.rates]
         return f"DISCOVER {self.model_id}, codec weights: {', '.join(paths)}, VAE {self.vae_ref}"
 
-    def model(self, rate) -> DiscoverModel:
+    def model(self, rate):
+        """The DiscoverModel of a rate point (loaded once per job)."""
+        from discover.codec.api import PRESETS, DiscoverModel
+
         key = str(rate)
         if key not in self._models:
             arch = self.cfg.get("architecture")
@@ -124,9 +126,10 @@ class DiscoverCodec(Codec):
         return out
 
     # -- the Codec interface ----------------------------------------------------------------
-    def encode_container(
-        self, image: np.ndarray, rate, boxes: Mapping[str, list] | None = None
-    ) -> Container:
+    def encode_container(self, image: np.ndarray, rate, boxes: Mapping[str, list] | None = None):
+        """The ``.dsc`` Container of ``image`` with a stream per task of ``boxes``."""
+        from discover.codec.api import masks_from_boxes
+
         h, w = image.shape[:2]
         masks = masks_from_boxes(boxes or {}, h, w)
         return self.model(rate).encode(image, masks)
@@ -135,6 +138,8 @@ class DiscoverCodec(Codec):
         write_bytes_atomic(path, self.encode_container(image, rate, boxes).to_bytes())
 
     def decode(self, path: Path, shape: tuple[int, int], rate, consumer: str = HUMAN):
+        from discover.codec.bitstream import Container
+
         container = Container.from_bytes(Path(path).read_bytes(), str(path))
         if (container.height, container.width) != tuple(shape):
             raise CodecError(
