@@ -270,3 +270,12 @@ def test_task_stream_shrinks_with_the_masked_fraction(model):
     assert sizes[0.25] < sizes[0.5] < sizes[1.0]
     for frac in (0.25, 0.5):
         assert 0.4 * frac <= sizes[frac] / sizes[1.0] <= 2.0 * frac
+
+
+def test_mutants_with_a_repaired_checksum_never_crash_the_parser_or_the_entropy_decoder(model):
+    image = scene(seed=8)
+    masks = masks_from_boxes({"detection": [[20, 10, 60, 50]]}, *image.shape[:2])
+    data = model.encode(image, masks).to_bytes()
+    report = fuzz(model, data, np.random.default_rng(1), 300, repair_checksum=True)
+    assert report.crashes == 0
+    assert report.rejected > 0 and report.decoded > 0  # both paths were exercised
