@@ -124,6 +124,8 @@ def test_cli_encode_inspect_extract_decode(tmp_path, capsys):
     assert cli(["decode", str(tmp_path / "d.dsc"), "-o", str(tmp_path / "x.png")]) == 2
     assert "human consumer needs all" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+    assert cli(["check-codec", "discover-mini", "--config", str(ROOT / "config.yaml")]) == 0
+    assert "r1.pth.tar" in capsys.readouterr().out
     (tmp_path / "bad.dsc").write_bytes((tmp_path / "a.dsc").read_bytes()[:-7])
     assert cli(["inspect", str(tmp_path / "bad.dsc")]) == 2
     assert "bad.dsc: checksum mismatch" in capsys.readouterr().err

@@ -64,15 +64,27 @@ class DiscoverCodec(Codec):
         wanted = self.cfg.get("consumers") or [HUMAN, *self.tasks]
         return [c for c in wanted if c == HUMAN or c in usable]
 
+    @property
+    def trained_dir(self) -> Path | None:
+        """weights/<trained>/ of the repository (the DAG passes explicit paths instead)."""
+        from discover.codec.api import REPO_WEIGHTS
+
+        trained = self.cfg.get("trained")
+        return REPO_WEIGHTS / str(trained) if trained else None
+
     def weight_path(self, rate) -> Path:
         weights = {str(k): v for k, v in (self.cfg.get("weights") or {}).items()}
+        if str(rate) not in weights and self.trained_dir is not None:
+            weights[str(rate)] = str(self.trained_dir / f"r{rate}.pth.tar")
         if str(rate) not in weights:
             raise CodecError(f"codec {self.name!r}: no weights for rate {rate}")
         return resolve(weights[str(rate)], None)
 
     @property
     def vae_ref(self) -> str:
-        return str(self.cfg.get("vae") or SD21_VAE)
+        if self.cfg.get("vae"):
+            return str(self.cfg["vae"])
+        return str(self.trained_dir / "vae") if self.trained_dir is not None else SD21_VAE
 
     def official_weight(self, rate):
         if self.cfg.get("trained") or Path(self.vae_ref).exists():
