@@ -80,7 +80,8 @@ def masks_from_boxes(
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
+    # a copy: decoded PNGs come as read-only arrays
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
 
 
 class DiscoverModel:
