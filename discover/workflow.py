@@ -165,12 +165,7 @@ class Plan:
             raise ConfigError(
                 f"config key zoo_training.{model}: not defined (a codec says trained: {model})"
             )
-        lambdas = {str(k) for k in self.config["zoo_training"][model]["lambdas"]}
-        if str(rate) not in lambdas:
-            raise ConfigError(
-                f"config key zoo_training.{model}.lambdas: no lambda for rate "
-                f"{rate} (has {', '.join(sorted(lambdas))})"
-            )
+        _check_rate("zoo_training", model, rate, self.config["zoo_training"][model]["lambdas"])
         return self.weights_dir / model / f"q{rate}.pth.tar"
 
     def _discover_spec(self, model: str) -> dict:
@@ -183,12 +178,7 @@ class Plan:
         return dict(specs[model])
 
     def discover_weight_path(self, model: str, rate: str) -> Path:
-        lambdas = [str(v) for v in self._discover_spec(model)["lambdas"]]
-        if str(rate) not in lambdas:
-            raise ConfigError(
-                f"config key discover_training.{model}.lambdas: no λ_R {rate} "
-                f"(has {', '.join(lambdas)})"
-            )
+        _check_rate("discover_training", model, rate, self._discover_spec(model)["lambdas"])
         return self.weights_dir / model / f"r{rate}.pth.tar"
 
     def discover_vae_dir(self, model: str) -> Path:
@@ -267,6 +257,16 @@ class Plan:
         counts["all"] = 1
         counts["total"] = sum(counts.values())
         return counts
+
+
+def _check_rate(section: str, model: str, rate: str, lambdas) -> None:
+    """A trained model's rate point must be one it was trained for (a lambda of its spec)."""
+    have = sorted(str(k) for k in lambdas)
+    if str(rate) not in have:
+        raise ConfigError(
+            f"config key {section}.{model}.lambdas: no lambda for rate {rate} "
+            f"(has {', '.join(have)})"
+        )
 
 
 SNAKEFILE = Path(__file__).resolve().parent.parent / "Snakefile"

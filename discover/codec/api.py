@@ -34,6 +34,7 @@ from discover.codec.model import (
 )
 from discover.codec.vae import decode_latent, encode_latent, load_vae
 from discover.codec.varint import BitstreamError
+from discover.codecs.compressai_models import image_to_tensor, tensor_to_image
 from discover.errors import CodecError
 
 PRESETS = {"full": FULL, "mini": MINI}
@@ -79,11 +80,6 @@ def masks_from_boxes(
     return {task: boxes_to_mask(b, grid, (height, width)) for task, b in boxes.items()}
 
 
-def image_tensor(image: np.ndarray) -> torch.Tensor:
-    # a copy: decoded PNGs come as read-only arrays
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
-
-
 class DiscoverModel:
     """A DISCOVER codec at one rate point together with its diffusion VAE."""
 
@@ -120,7 +116,7 @@ class DiscoverModel:
         """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per task mask, ẑ and the rest."""
         h, w = image.shape[:2]
         grid = latent_grid(h, w)
-        x = pad_image(image_tensor(image)).to(self.device)
+        x = pad_image(image_to_tensor(image)).to(self.device)
         net = self.net
         y = net.g_a(x)
         y_hat = torch.round(y)
@@ -189,13 +185,12 @@ class DiscoverModel:
         if self.vae is None:
             raise CodecError(f"model {self.model_id!r} has no VAE to decode images with")
         x = decode_latent(self.vae, self.decode_latent(c, consumer, source))
-        x = x[0, :, : c.height, : c.width].mul(255).round().byte()
-        return x.permute(1, 2, 0).cpu().numpy()
+        return tensor_to_image(x, c.height, c.width)
 
     @torch.inference_mode()
     def target_latent(self, image: np.ndarray) -> torch.Tensor:
         """z_c = E(x) of the padded image, the latent ẑ_c approximates."""
-        return encode_latent(self.vae, pad_image(image_tensor(image)).to(self.device))
+        return encode_latent(self.vae, pad_image(image_to_tensor(image)).to(self.device))
 
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"

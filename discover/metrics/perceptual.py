@@ -209,6 +209,13 @@ def piq_dists_model(
     return _MODELS[key]
 
 
+def _score(model, prepare, ref: np.ndarray, out: np.ndarray, device) -> float:
+    """``model(prepare(ref), prepare(out))`` as a float, after checking the pair."""
+    _check_pair(ref, out)
+    with torch.no_grad():
+        return float(model(prepare(ref).to(device), prepare(out).to(device)))
+
+
 def dists_pytorch_distance(
     ref: np.ndarray,
     out: np.ndarray,
@@ -218,12 +225,8 @@ def dists_pytorch_distance(
     device: str | torch.device = "cpu",
 ) -> float:
     """DISTS with the authors' package; images converted by its ``prepare_image`` ([0, 1])."""
-    _check_pair(ref, out)
     model = dists_pytorch_model(weights, cache=cache, device=device)
-    x = prepare_image(Image.fromarray(ref)).to(device)
-    y = prepare_image(Image.fromarray(out)).to(device)
-    with torch.no_grad():
-        return float(model(x, y))
+    return _score(model, lambda im: prepare_image(Image.fromarray(im)), ref, out, device)
 
 
 def piq_dists_distance(
@@ -235,12 +238,8 @@ def piq_dists_distance(
     device: str | torch.device = "cpu",
 ) -> float:
     """DISTS with piq (inputs in [0, 1]); short sides > 256 px are downsampled to 256 by piq."""
-    _check_pair(ref, out)
     model = piq_dists_model(weights, cache=cache, device=device)
-    x = to_tensor(ref)[None].to(device)
-    y = to_tensor(out)[None].to(device)
-    with torch.no_grad():
-        return float(model(x, y))
+    return _score(model, lambda im: to_tensor(im)[None], ref, out, device)
 
 
 def dists_distance(
