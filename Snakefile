@@ -17,6 +17,7 @@ include: "rules/datasets.smk"
 include: "rules/codecs.smk"
 include: "rules/discover.smk"
 include: "rules/tables.smk"
+include: "rules/perception.smk"
 include: "rules/training.smk"
 include: "rules/weights.smk"
 
@@ -33,6 +34,7 @@ localrules:
     combine_rd,
     bd_table,
     rd_plot,
+    perception_table,
     fetch_weight,
     fetch_weights,
     train_all,

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from discover.io import atomic_path  # noqa: E402
+from discover.metrics import METRICS
 
-METRIC_LABELS = {"psnr": "PSNR (dB)", "msssim": "MS-SSIM"}
+METRIC_LABELS = {m: info.label for m, info in METRICS.items()}
 
 
 def rd_plot(

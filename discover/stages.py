@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from discover.codecs import get_codec
 from discover.datasets import get_dataset, shard_items
 from discover.errors import CodecError, DatasetError
 from discover.io import atomic_dir, atomic_path, write_bytes_atomic, write_text_atomic
-from discover.metrics import FIDELITY_METRICS
+from discover.metrics import METRICS
+from discover.metrics.catalog import image_scorers, metric_columns
 
 log = logging.getLogger("discover")
 
@@ -117,12 +118,13 @@ def _shard_job(config, codec: str, rate: str, reference_dir, threads: int):
     """(codec, rate value, shard index, fidelity metrics) of a per-shard codec job."""
     c = get_codec(codec, config, threads=threads)
     rate_value = _rate_value(config["codecs"][codec]["rates"], rate, codec)
-    metrics = [m for m in config.get("metrics", ["psnr", "msssim"]) if m in FIDELITY_METRICS]
-    return c, rate_value, read_index(reference_dir), metrics
+    return c, rate_value, read_index(reference_dir), image_scorers(config)
 
 
-def _metric_row(rec, ref: np.ndarray, out: np.ndarray, bits: int, metrics: Sequence[str]) -> dict:
-    """Per-image row: bits (8 x the bytes the decoder received), bpp and fidelity metrics."""
+def _metric_row(
+    rec, ref: np.ndarray, out: np.ndarray, bits: int, metrics: Mapping[str, Callable]
+) -> dict:
+    """Per-image row: bits (8 x the bytes the decoder received), bpp and per-image metrics."""
     pixels = int(rec.width) * int(rec.height)
     row = {
         "id": rec.id,
@@ -132,8 +134,8 @@ def _metric_row(rec, ref: np.ndarray, out: np.ndarray, bits: int, metrics: Seque
         "bits": bits,
         "bpp": bits / pixels,
     }
-    for m in metrics:
-        row[m] = FIDELITY_METRICS[m](ref, out)
+    for m, score in metrics.items():
+        row[m] = score(ref, out)
     return row
 
 
@@ -239,11 +241,18 @@ def aggregate_rd(
     shard_csvs: Mapping[str, Sequence[str | Path]],
     rd_csv: str | Path,
     per_image_csv: str | Path,
+    fid_csv: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One RD row per rate point: bpp = all bits / all pixels (the paper's definition); quality
-    metrics are means over images. Per-image rows are kept alongside."""
+    """One RD row per rate point: bpp = all bits / all pixels (the paper's definition); per-image
+    metrics are means over images, FID/KID come from the row's ``fid_csv``. Per-image rows are
+    kept alongside. A metric that is not computed (``config["metric_status"]``) stays empty and
+    the reason is in the row's ``notes``."""
     entry = config["codecs"][codec]
-    metrics = [m for m in config.get("metrics", []) if m in FIDELITY_METRICS]
+    columns = metric_columns(config)
+    status = config.get("metric_status") or {}
+    distribution = pd.DataFrame()
+    if fid_csv is not None:
+        distribution = pd.read_csv(fid_csv, dtype={"rate": str}).set_index("rate")
     rows, per_image = [], []
     for rate in entry["rates"]:
         parts = [pd.read_csv(p, dtype={"id": str}) for p in shard_csvs[str(rate)]]
@@ -261,10 +270,16 @@ def aggregate_rd(
         }
         row["bpp"] = row["bits"] / row["pixels"]
         row["bpp_mean_per_image"] = float(df["bpp"].mean())
-        for m in metrics:
-            row[m] = float(df[m].replace([np.inf], np.nan).mean())
+        for m in columns:
+            if m in status:
+                row[m] = np.nan
+            elif METRICS[m].kind == "distribution":
+                row[m] = float(distribution.loc[str(rate), m])
+            else:
+                row[m] = float(df[m].replace([np.inf], np.nan).mean())
         row["published"] = False
         row["source"] = "measured"
+        row["notes"] = "; ".join(f"{METRICS[m].label} {status[m]}" for m in columns if m in status)
         rows.append(row)
     rd = pd.DataFrame(rows).sort_values("bpp", kind="stable").reset_index(drop=True)
     with atomic_path(rd_csv) as tmp:
@@ -294,7 +309,12 @@ def combine_rd(rd_csvs: Sequence[str | Path], out_csv: str | Path) -> pd.DataFra
 def bd_table(
     config: Mapping[str, Any], dataset: str, rd_csv: str | Path, out_csv: str | Path
 ) -> pd.DataFrame:
-    """BD-rate and BD-metric of every codec against the configured anchor, per metric."""
+    """BD-rate and BD-metric of every codec against the configured anchor, per metric.
+
+    Sign convention: BD-rate < 0 means fewer bits for the same quality; BD-metric is in the
+    metric's own units at equal rate, so it is > 0 for a better PSNR/MS-SSIM and < 0 for a
+    better LPIPS/DISTS/FID/KID (lower is better). A metric that is not computed gets its
+    reason as the note."""
     from discover.bd import bd
     from discover.errors import MetricInputError
 
@@ -303,6 +323,7 @@ def bd_table(
     method = config.get("bd", {}).get("method", "pchip")
     min_points = config.get("bd", {}).get("min_points", 4)
     metrics = [m for m in config.get("metrics", []) if m in rd.columns]
+    status = config.get("metric_status") or {}
     a = rd[rd.codec == anchor]
     rows = []
     for codec, t in rd.groupby("codec", sort=False):
@@ -314,9 +335,12 @@ def bd_table(
                 "published": bool(t["published"].iloc[0]) if "published" in t else False,
                 "anchor": anchor,
                 "metric": m,
+                "bd_metric_name": f"BD-{METRICS[m].label}" if m in METRICS else f"BD-{m}",
                 "method": method,
             }
-            if codec == anchor:
+            if m in status:
+                row.update(bd_rate_pct=float("nan"), bd_metric=float("nan"), note=status[m])
+            elif codec == anchor:
                 row.update(bd_rate_pct=0.0, bd_metric=0.0, note="anchor")
             else:
                 try:
@@ -329,6 +353,7 @@ def bd_table(
                         anchor_name=f"{dataset}/{anchor}/{m}",
                         test_name=f"{dataset}/{codec}/{m}",
                         min_points=min_points,
+                        higher_is_better=METRICS[m].higher_is_better if m in METRICS else True,
                     )
                     row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
                 except MetricInputError as exc:
@@ -342,3 +367,68 @@ def bd_table(
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6f")
     return df
+
+
+def perception_tables(
+    config: Mapping[str, Any],
+    dataset: str,
+    rd_csv: str | Path,
+    bd_csv: str | Path,
+    table_csv: str | Path,
+    table_md: str | Path,
+) -> pd.DataFrame:
+    """The paper's Table 2 for a dataset (BD-FID, BD-DISTS, ... of every row against the
+    anchor) and the human-perception metrics at every rate point, as CSV and Markdown.
+
+    A metric that is not computed shows its reason ("not computed: weight X missing, run
+    `snakemake fetch_weights`") in its cells, never a blank or a made-up number."""
+    status = config.get("metric_status") or {}
+    human = [m for m in metric_columns(config) if METRICS[m].kind != "fidelity"]
+    rd = pd.read_csv(rd_csv, dtype={"rate": str})
+    bd = pd.read_csv(bd_csv)
+
+    def cell(value: float, metric: str, digits: int) -> str:
+        if metric in status:
+            return status[metric]
+        return "" if pd.isna(value) else f"{value:.{digits}f}"
+
+    rows = []
+    for codec, t in bd.groupby("codec", sort=False):
+        row = {"row": codec, "label": t["label"].iloc[0]}
+        for m in human:
+            hit = t[t["metric"] == m]
+            label = METRICS[m].label
+            value = hit["bd_metric"].iloc[0] if len(hit) else float("nan")
+            rate = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
+            row[f"BD-{label}"] = cell(value, m, 4)
+            row[f"BD-rate {label} (%)"] = cell(rate, m, 2)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    with atomic_path(table_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    anchor = config.get("anchor", "")
+    lines = [
+        f"# Human perception on {dataset}",
+        "",
+        f"BD against the anchor `{anchor}` (BD-metric in the metric's units at equal rate; "
+        "lower LPIPS/DISTS/FID/KID is better, so negative = better; BD-rate < 0 = fewer bits).",
+        "",
+        _markdown(table),
+        "",
+        "## Metric vs bpp",
+        "",
+    ]
+    per_rate = rd[["label", "rate", "bpp"]].copy()
+    per_rate["bpp"] = per_rate["bpp"].map(lambda v: f"{v:.4f}")
+    for m in human:
+        per_rate[METRICS[m].label] = [cell(v, m, 4) for v in rd.get(m, [float("nan")] * len(rd))]
+    lines.append(_markdown(per_rate))
+    write_text_atomic(table_md, "\n".join(lines) + "\n")
+    return table
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])

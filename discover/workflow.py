@@ -24,7 +24,9 @@ class Plan:
     def __init__(self, config: Mapping[str, Any], basedir: str | Path = "."):
         self.config = config
         #: committed small weights live in the repository, whatever the working directory
-        self.weights_dir = Path(basedir) / config.get("trained_weights_dir", "weights")
+        self.weights_dir = _relative_to_cwd(
+            Path(basedir) / config.get("trained_weights_dir", "weights")
+        )
         self.out = config.get("output_dir", "results").rstrip("/")
         for name in config["datasets"]:
             if name in RESERVED_DATASET_NAMES:
@@ -128,7 +130,91 @@ class Plan:
 
     @property
     def metrics(self) -> list[str]:
-        return list(self.config.get("metrics", ["psnr", "msssim"]))
+        """Metric columns of the tables (``fid`` -> ``fid``, ``fid_demo``, ...)."""
+        from discover.metrics.catalog import metric_columns
+
+        return metric_columns(self.config)
+
+    @cached_property
+    def metric_status(self) -> dict[str, str]:
+        """Column -> why it is not computed (its weight is not in the cache). Jobs get it as a
+        param: fetching the weight later reruns exactly the jobs that can now compute it."""
+        from discover.metrics.catalog import metric_status
+
+        return metric_status(self.config, self.weights_cache)
+
+    @property
+    def plotted_metrics(self) -> list[str]:
+        return [m for m in self.metrics if m not in self.metric_status]
+
+    @property
+    def human_metrics(self) -> list[str]:
+        from discover.metrics import METRICS
+
+        return [m for m in self.metrics if METRICS[m].kind != "fidelity"]
+
+    def metric_job_config(self, kinds: tuple[str, ...] | None = None) -> dict:
+        """What a job computing or tabulating metrics depends on; ``kinds`` narrows the
+        status to those metrics (a codec job does not rerun when Inception is fetched)."""
+        from discover.metrics import METRICS
+
+        keys = ("metrics", "perceptual", "seed", "anchor")
+        job = {k: self.config[k] for k in keys if k in self.config}
+        job["fid"] = {k: v for k, v in (self.config.get("fid") or {}).items() if k == "features"}
+        job["metric_status"] = {
+            m: why
+            for m, why in self.metric_status.items()
+            if kinds is None or METRICS[m].kind in kinds
+        }
+        job["weights_cache"] = self.weights_cache
+        return job
+
+    def per_image_job_config(self) -> dict:
+        return self.metric_job_config(("fidelity", "perceptual"))
+
+    def fid_job_config(self) -> dict:
+        """What a FID/KID job depends on (not LPIPS/DISTS weights)."""
+        job = {k: self.config[k] for k in ("fid", "seed") if k in self.config}
+        job["weights_cache"] = self.weights_cache
+        return job
+
+    # -- FID / KID ---------------------------------------------------------------------------
+    @property
+    def fid_feature_sets(self) -> list[str]:
+        """Feature sets FID/KID are computed with (those whose weights are available)."""
+        from discover.metrics.catalog import distribution_feature_sets, feature_suffix
+
+        return [
+            f
+            for f in distribution_feature_sets(self.config)
+            if not {f"fid{feature_suffix(f)}", f"kid{feature_suffix(f)}"} <= set(self.metric_status)
+        ]
+
+    def fid_protocol(self, dataset: str) -> dict:
+        from discover.metrics.distribution import fid_protocol
+
+        return fid_protocol(self.config["datasets"][dataset], dataset)
+
+    @property
+    def demo_features_model(self) -> Path | None:
+        """The trained classifier of "FID (demo features)" (None without demo features)."""
+        if "demo" not in self.fid_feature_sets:
+            return None
+        from discover.metrics.catalog import fid_config
+
+        name = fid_config(self.config).get("demo")
+        if not name or name not in self.config.get("classifier_training", {}):
+            raise ConfigError(
+                "config key fid.demo: FID with demo features needs the name of a "
+                f"classifier_training entry (got {name!r})"
+            )
+        return self.classifier_path(name)
+
+    def classifier_path(self, model: str) -> Path:
+        return self.weights_dir / model / "model.pth"
+
+    def classifier_training_spec(self, model: str) -> dict:
+        return dict(self.config["classifier_training"][model])
 
     def has_annotations(self, dataset: str) -> bool:
         return get_dataset(dataset, self.config).has_annotations
@@ -157,7 +243,7 @@ class Plan:
             entry["weights"] = {rate: str(self.zoo_weight_path(entry.pop("trained"), rate))}
         if self.official_weight(codec, rate) is not None:
             entry["weights_cache"] = self.weights_cache
-        return {"codecs": {codec: entry}, "metrics": self.metrics}
+        return {"codecs": {codec: entry}, **self.per_image_job_config()}
 
     # -- weights ---------------------------------------------------------------------------
     def zoo_weight_path(self, model: str, rate: str) -> Path:
@@ -206,6 +292,10 @@ class Plan:
                 spec = self.official_weight(codec, rate)
                 if spec is not None:
                     specs[spec.filename] = spec
+        from discover.metrics.catalog import official_metric_weights
+
+        for spec in official_metric_weights(self.config):
+            specs[spec.filename] = spec
         return specs
 
     def codec_weight_files(self, codec: str, rate: str) -> list[str]:
@@ -251,12 +341,28 @@ class Plan:
             "import_published": len(self.datasets) * len(self.published_codecs),
             "combine_rd": len(self.datasets),
             "bd_table": len(self.datasets),
-            "rd_plot": len(self.datasets) * len(self.metrics),
+            "rd_plot": len(self.datasets) * len(self.plotted_metrics),
+            "fid_reference": len(self.datasets) * len(self.fid_feature_sets),
+            "fid_kid": sum(
+                len(self.table_rows(d)) - len(self.published_codecs) for d in self.datasets
+            )
+            if self.fid_feature_sets
+            else 0,
+            "perception_table": len(self.datasets) if self.human_metrics else 0,
             "merge_annotations": sum(self.has_annotations(d) for d in self.datasets),
         }
         counts["all"] = 1
         counts["total"] = sum(counts.values())
         return counts
+
+
+def _relative_to_cwd(path: Path) -> Path:
+    """``path`` relative to the working directory when below it, so that targets such as
+    ``weights/<model>/model.pth`` given on the command line match the rules' outputs."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def _check_rate(section: str, model: str, rate: str, lambdas) -> None:

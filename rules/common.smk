@@ -26,6 +26,9 @@ try:
     for _codec in PLAN.measured_codecs:
         for _rate in PLAN.rates(_codec):
             PLAN.codec_weight_files(_codec, _rate)
+    PLAN.demo_features_model
+    for _ds in PLAN.datasets:
+        PLAN.fid_protocol(_ds)
 except DiscoverError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -36,6 +39,7 @@ wildcard_constraints:
     rate="[^/]+",
     shard="s[0-9]{4}",
     metric="[a-z_]+",
+    features="[a-z]+",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
     filename="[^/]+",
 
@@ -58,6 +62,38 @@ def codec_metric_csvs(wildcards):
         for rate in PLAN.rates(wildcards.codec)
         for shard in PLAN.shards(wildcards.dataset)
     ]
+
+
+def aggregate_inputs(wildcards):
+    inputs = {"shards": codec_metric_csvs(wildcards)}
+    if PLAN.fid_feature_sets:
+        inputs["fid"] = f"{OUT}/metrics/{wildcards.dataset}/fid/{wildcards.codec}.csv"
+    return inputs
+
+
+def fid_reference_inputs(wildcards):
+    inputs = {"reference": reference_shards(wildcards)}
+    if wildcards.features == "demo":
+        inputs["model"] = ancient(str(PLAN.demo_features_model))
+    return inputs
+
+
+def fid_kid_inputs(wildcards):
+    inputs = {
+        "reference": reference_shards(wildcards),
+        "decoded": [
+            f"{OUT}/{wildcards.dataset}/{wildcards.row}/{rate}/{shard}"
+            for rate in PLAN.rates(wildcards.row)
+            for shard in PLAN.shards(wildcards.dataset)
+        ],
+        "features": [
+            f"{OUT}/metrics/{wildcards.dataset}/fid/reference.{f}.npy"
+            for f in PLAN.fid_feature_sets
+        ],
+    }
+    if PLAN.demo_features_model is not None:
+        inputs["model"] = ancient(str(PLAN.demo_features_model))
+    return inputs
 
 
 def dataset_rd_csvs(wildcards):
@@ -85,15 +121,24 @@ def discover_weight_targets():
     return targets
 
 
+def classifier_weight_targets():
+    return [str(PLAN.classifier_path(m)) for m in config.get("classifier_training", {})]
+
+
 def final_targets():
     targets = []
     for ds in PLAN.datasets:
         targets += [f"{OUT}/tables/{ds}/rd.csv", f"{OUT}/tables/{ds}/bd.csv"]
         targets += expand(
             f"{OUT}/plots/{ds}/rd_{{metric}}.{{ext}}",
-            metric=PLAN.metrics,
+            metric=PLAN.plotted_metrics,
             ext=["png", "pdf"],
         )
+        if PLAN.human_metrics:
+            targets += [
+                f"{OUT}/tables/{ds}/perception.csv",
+                f"{OUT}/tables/{ds}/perception.md",
+            ]
         if PLAN.has_annotations(ds):
             targets.append(f"{OUT}/{ds}/annotations.json")
     return targets

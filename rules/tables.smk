@@ -3,7 +3,7 @@
 
 rule aggregate_rd:
     input:
-        codec_metric_csvs,
+        unpack(aggregate_inputs),
     output:
         rd=f"{OUT}/tables/{{dataset}}/rd/{{codec}}.csv",
         per_image=f"{OUT}/metrics/{{dataset}}/{{codec}}/per_image.csv",
@@ -21,7 +21,7 @@ rule aggregate_rd:
         runtime=res("runtime"),
     params:
         codec=lambda wc: PLAN.row_entry(wc.codec),
-        metrics=PLAN.metrics,
+        config=PLAN.metric_job_config(),
     message:
         "RD points of {wildcards.codec} on {wildcards.dataset}"
     script:
@@ -106,6 +106,7 @@ rule bd_table:
         anchor=PLAN.anchor,
         bd=config["bd"],
         metrics=PLAN.metrics,
+        metric_status=PLAN.metric_status,
     message:
         "BD table of {wildcards.dataset} against {params.anchor}"
     script:

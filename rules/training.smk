@@ -133,7 +133,47 @@ rule train_discover:
             )
 
 
+rule train_classifier:
+    output:
+        model=f"{PLAN.weights_dir}/{{model}}/model.pth",
+        meta=f"{PLAN.weights_dir}/{{model}}/model.json",
+        losses=f"{PLAN.weights_dir}/{{model}}/model.losses.csv",
+    log:
+        f"{OUT}/logs/train_classifier/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_classifier/{{model}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=res("mem_mb", 2),
+        runtime=res("runtime", 2),
+        gpu=0,
+    params:
+        spec=lambda wc: PLAN.classifier_training_spec(wc.model),
+        seed=config["seed"],
+    message:
+        "Training the classifier {wildcards.model} (demo FID features)"
+    run:
+        import os
+        from types import SimpleNamespace
+        from discover.rule_context import rule_context
+        from discover.training.classifier import train_classifier
+
+        target = os.path.relpath(output.model, workflow.basedir)
+        with rule_context(SimpleNamespace(threads=threads, log=log)):
+            train_classifier(
+                output.model,
+                output.meta,
+                params.spec,
+                seed=params.seed,
+                log_csv=output.losses,
+                command=f"snakemake --cores 2 --forcerun train_classifier -- {target}",
+            )
+
+
 rule train_all:
     input:
         zoo_weight_targets(),
         discover_weight_targets(),
+        classifier_weight_targets(),

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 import yaml
 
 from discover.workflow import snakemake_command
@@ -43,6 +46,27 @@ def tiny_config(out: str = "results", **overrides) -> dict:
     }
     cfg.update(overrides)
     return cfg
+
+
+def save_random_backbone(arch: str, path: Path, seed: int) -> None:
+    """A random torchvision ``arch`` state dict, loadable by ``arch(pretrained=True)``.
+
+    Only ``features`` get real values (He-scaled, so activations keep their size through the
+    layers): LPIPS and DISTS use nothing else. The classifier is a stride-0 view of one zero,
+    which torch.save stores as one element, so the VGG16 file is 59 MB instead of 553 MB.
+    """
+    with torch.device("meta"):  # shapes only, no memory, no init
+        shapes = {k: v.shape for k, v in getattr(torchvision.models, arch)().state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        if key.startswith("features.") and key.endswith(".weight"):
+            state[key] = torch.randn(shape, generator=gen) * math.sqrt(2.0 / math.prod(shape[1:]))
+        elif key.startswith("features."):
+            state[key] = torch.randn(shape, generator=gen) * 0.01
+        else:
+            state[key] = torch.zeros(()).expand(shape)
+    torch.save(state, path)
 
 
 def write_config(path: Path, cfg: dict) -> Path:

@@ -8,7 +8,6 @@ what the libraries compute with those weights, not the published numbers.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import lpips
 import numpy as np
 import pytest
 import torch
-import torchvision
 from cleanfid import fid
 from PIL import Image
 
@@ -30,6 +28,8 @@ from discover.metrics.perceptual import (
     torchvision_weight,
 )
 from discover.weights import WeightsMissingError
+
+from .conftest import save_random_backbone
 
 CPU = torch.device("cpu")
 # Measured DISTS_pytorch - piq on images up to 256 px: -1.2e-7 to -3.0e-7. DISTS_pytorch divides
@@ -47,32 +47,11 @@ def _pair(h: int, w: int, noise: float = 20.0, seed: int = 0) -> tuple[np.ndarra
     return ref.astype(np.uint8), out.astype(np.uint8)
 
 
-def _save_backbone(arch: str, path: Path, seed: int) -> None:
-    """A random torchvision ``arch`` state dict, loadable by ``arch(pretrained=True)``.
-
-    Only ``features`` get real values (He-scaled, so activations keep their size through the
-    layers): LPIPS and DISTS use nothing else. The classifier is a stride-0 view of one zero,
-    which torch.save stores as one element, so the VGG16 file is 59 MB instead of 553 MB.
-    """
-    with torch.device("meta"):  # shapes only, no memory, no init
-        shapes = {k: v.shape for k, v in getattr(torchvision.models, arch)().state_dict().items()}
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        if key.startswith("features.") and key.endswith(".weight"):
-            state[key] = torch.randn(shape, generator=gen) * math.sqrt(2.0 / math.prod(shape[1:]))
-        elif key.startswith("features."):
-            state[key] = torch.randn(shape, generator=gen) * 0.01
-        else:
-            state[key] = torch.zeros(()).expand(shape)
-    torch.save(state, path)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("weights-cache")
-    _save_backbone("alexnet", root / lpips_backbone_weight("alex").filename, seed=1)
-    _save_backbone("vgg16", root / torchvision_weight("vgg16").filename, seed=2)
+    save_random_backbone("alexnet", root / lpips_backbone_weight("alex").filename, seed=1)
+    save_random_backbone("vgg16", root / torchvision_weight("vgg16").filename, seed=2)
     # piq's released alpha/beta cannot be downloaded here: the DISTS authors' alpha/beta (shipped
     # with DISTS_pytorch, where its code reads them) under piq's file name, in piq's format.
     alpha_beta = torch.load(Path(sys.prefix) / "weights.pt")

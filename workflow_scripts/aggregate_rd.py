@@ -7,9 +7,9 @@ smk = snakemake
 with rule_context(smk):
     # .../metrics/{dataset}/{codec}/{rate}/{shard}.csv -> csvs grouped by rate
     by_rate: dict[str, list[str]] = {}
-    for path in smk.input:
+    for path in smk.input.shards:
         by_rate.setdefault(Path(path).parent.name, []).append(path)
-    config = {"codecs": {smk.wildcards.codec: smk.params.codec}, "metrics": smk.params.metrics}
+    config = {"codecs": {smk.wildcards.codec: smk.params.codec}, **smk.params.config}
     stages.aggregate_rd(
         config,
         smk.wildcards.dataset,
@@ -17,4 +17,5 @@ with rule_context(smk):
         by_rate,
         smk.output.rd,
         smk.output.per_image,
+        fid_csv=smk.input.get("fid"),
     )

@@ -7,6 +7,7 @@ with rule_context(smk):
         "anchor": smk.params.anchor,
         "bd": smk.params.bd,
         "metrics": smk.params.metrics,
+        "metric_status": smk.params.metric_status,
         "codecs": {smk.params.anchor: {}},
     }
     stages.bd_table(config, smk.wildcards.dataset, smk.input[0], smk.output[0])

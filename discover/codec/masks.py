@@ -19,6 +19,7 @@ import numpy as np
 
 from discover.codec.model import LATENT_STRIDE
 from discover.codec.varint import BitstreamError, Reader, write_varint
+from discover.grounding.masks import boxes_to_latent_mask, mask_to_runs
 
 EMPTY, FULL, RECTANGLES, RUNS = 0, 1, 2, 3
 
@@ -29,20 +30,9 @@ def boxes_to_mask(
     """Rasterise ``[x, y, w, h]`` pixel boxes (COCO convention) onto the latent grid.
 
     ``grid`` is (h, w) of ŷ, ``image_size`` (height, width) of the image; boxes are clipped.
+    The grounding stage's rasteriser at the codec's stride (one rule for both).
     """
-    gh, gw = grid
-    height, width = image_size
-    mask = np.zeros(grid, dtype=bool)
-    for box in boxes:
-        x, y, w, h = (float(v) for v in box)
-        x0, y0 = max(0.0, x), max(0.0, y)
-        x1, y1 = min(float(width), x + w), min(float(height), y + h)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        c0, r0 = int(x0 // LATENT_STRIDE), int(y0 // LATENT_STRIDE)
-        c1, r1 = -int(-x1 // LATENT_STRIDE), -int(-y1 // LATENT_STRIDE)
-        mask[r0 : min(r1, gh), c0 : min(c1, gw)] = True
-    return mask
+    return boxes_to_latent_mask(boxes, image_size, LATENT_STRIDE, grid)
 
 
 def rectangles(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -69,14 +59,6 @@ def rectangles(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
     return rects
 
 
-def _runs(mask: np.ndarray) -> list[int]:
-    flat = mask.reshape(-1).astype(np.int8)
-    edges = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate(([0], edges, [flat.size]))
-    runs = np.diff(bounds).tolist()
-    return runs if flat[0] == 0 else [0, *runs]
-
-
 def encode_mask(mask: np.ndarray) -> bytes:
     """Lossless, compact code of a boolean (h, w) mask (its size is known to the decoder)."""
     if not mask.any():
@@ -90,7 +72,7 @@ def encode_mask(mask: np.ndarray) -> bytes:
         for v in rect:
             write_varint(rect_code, v)
     run_code = bytearray([RUNS])
-    for run in _runs(mask):
+    for run in mask_to_runs(mask):
         write_varint(run_code, run)
     return bytes(min(rect_code, run_code, key=len))
 

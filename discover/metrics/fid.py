@@ -152,21 +152,45 @@ def compute_fid_kid(
                 f"FID/KID need at least 2 images per folder; {folder} has {n_images}"
             )
         feats[name] = folder_features(folder, extractor, **options)
+    result = fid_kid_from_features(
+        feats["ref"],
+        feats["out"],
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        kid_seed=kid_seed,
+    )
+    result.update(mode=mode, feature_extractor=extractor_name)
+    return result
+
+
+def fid_kid_from_features(
+    ref_feats: np.ndarray,
+    out_feats: np.ndarray,
+    *,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    kid_seed: int = 0,
+) -> dict[str, Any]:
+    """FID (``fid.fid_from_feats``) and KID (``fid.kernel_distance``) of two feature sets.
+
+    KID's random subsets come from numpy's global generator, seeded with ``kid_seed`` for the
+    call and restored after."""
+    for name, feats in (("reference", ref_feats), ("reconstruction", out_feats)):
+        if len(feats) < 2:  # a covariance and KID's unbiased estimate need two samples
+            raise MetricInputError(f"FID/KID need at least 2 {name} samples, got {len(feats)}")
     state = np.random.get_state()
     np.random.seed(kid_seed)
     try:
         kid = fid.kernel_distance(
-            feats["ref"], feats["out"], num_subsets=kid_subsets, max_subset_size=kid_subset_size
+            ref_feats, out_feats, num_subsets=kid_subsets, max_subset_size=kid_subset_size
         )
     finally:
         np.random.set_state(state)
     return {
-        "fid": float(fid.fid_from_feats(feats["ref"], feats["out"])),
+        "fid": float(fid.fid_from_feats(ref_feats, out_feats)),
         "kid": float(kid),
-        "mode": mode,
-        "feature_extractor": extractor_name,
-        "n_ref": len(feats["ref"]),
-        "n_out": len(feats["out"]),
+        "n_ref": len(ref_feats),
+        "n_out": len(out_feats),
     }
 
 

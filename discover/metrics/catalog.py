@@ -1,0 +1,154 @@
+"""Every metric a table can show: its column, label, direction and the weights it needs.
+
+Config ``metrics`` names what to measure; a name can give several columns: ``fid`` and ``kid``
+give one column per feature set of ``fid.features`` (``fid`` with clean-fid's Inception,
+``fid_demo`` with the classifier the pipeline trains itself, labelled "FID (demo features)" so
+that no one mistakes it for Inception FID).
+
+A metric whose weight is not in the weights cache is not computed: its status says which weight
+is missing and how to fetch it, and tables show that text instead of a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from discover.weights import WeightSpec, cache_dir
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str
+    label: str
+    higher_is_better: bool
+    kind: str  # "fidelity" (per image), "perceptual" (per image, pretrained) or "distribution"
+
+
+METRICS: dict[str, Metric] = {
+    m.column: m
+    for m in (
+        Metric("psnr", "PSNR (dB)", True, "fidelity"),
+        Metric("msssim", "MS-SSIM", True, "fidelity"),
+        Metric("lpips", "LPIPS", False, "perceptual"),
+        Metric("dists", "DISTS", False, "perceptual"),
+        Metric("fid", "FID", False, "distribution"),
+        Metric("kid", "KID", False, "distribution"),
+        Metric("fid_demo", "FID (demo features)", False, "distribution"),
+        Metric("kid_demo", "KID (demo features)", False, "distribution"),
+    )
+}
+
+FEATURE_SETS = ("inception", "demo")
+
+
+def feature_suffix(features: str) -> str:
+    return "" if features == "inception" else f"_{features}"
+
+
+def metric_columns(config: Mapping[str, Any]) -> list[str]:
+    """Columns of the tables, in config order (``fid`` -> ``fid``, ``fid_demo``, ...)."""
+    features = fid_config(config)["features"]
+    columns = []
+    for name in config.get("metrics", ["psnr", "msssim"]):
+        if name in ("fid", "kid"):
+            columns += [name + feature_suffix(f) for f in features]
+        else:
+            columns.append(name)
+    return columns
+
+
+def fid_config(config: Mapping[str, Any]) -> dict:
+    cfg = {
+        "mode": "clean",
+        "features": ["inception"],
+        "batch_size": 32,
+        "kid_subsets": 100,
+        "kid_subset_size": 1000,
+    }
+    cfg.update(config.get("fid") or {})
+    return cfg
+
+
+def perceptual_config(config: Mapping[str, Any]) -> dict:
+    cfg = {"lpips_net": "alex", "dists_backend": "dists_pytorch", "device": "cpu"}
+    cfg.update(config.get("perceptual") or {})
+    return cfg
+
+
+def distribution_feature_sets(config: Mapping[str, Any]) -> list[str]:
+    """Feature sets FID/KID are computed with (none unless ``fid`` or ``kid`` is measured)."""
+    if not {"fid", "kid"} & set(config.get("metrics", [])):
+        return []
+    return list(fid_config(config)["features"])
+
+
+def metric_weights(column: str, config: Mapping[str, Any]) -> list[WeightSpec]:
+    """Official weights (from the weights cache) that computing ``column`` reads."""
+    from discover.metrics import fid, perceptual
+
+    pc = perceptual_config(config)
+    if column == "lpips":
+        return [perceptual.lpips_backbone_weight(pc["lpips_net"])]
+    if column == "dists":
+        specs = [perceptual.torchvision_weight("vgg16")]
+        return specs + ([perceptual.piq_dists_weight()] if pc["dists_backend"] == "piq" else [])
+    if column in ("fid", "kid"):
+        return [fid.inception_weight()]
+    return []
+
+
+def metric_status(config: Mapping[str, Any], cache: str | Path | None = None) -> dict[str, str]:
+    """Column -> why it is not computed, for every configured column whose weight is missing."""
+    root = cache_dir(cache if cache is not None else config.get("weights_cache"))
+    status = {}
+    for column in metric_columns(config):
+        missing = [s for s in metric_weights(column, config) if not (root / s.filename).is_file()]
+        if missing:
+            names = ", ".join(f"{s.name} ({s.filename})" for s in missing)
+            status[column] = f"not computed: weight {names} missing, run `snakemake fetch_weights`"
+    return status
+
+
+def official_metric_weights(config: Mapping[str, Any]) -> list[WeightSpec]:
+    """Every cached weight the configured metrics read (for `snakemake fetch_weights`)."""
+    specs = {}
+    for column in metric_columns(config):
+        for spec in metric_weights(column, config):
+            specs[spec.filename] = spec
+    return list(specs.values())
+
+
+def image_scorers(config: Mapping[str, Any]) -> dict:
+    """Column -> ``score(ref, out)`` for every per-image metric a codec job computes.
+
+    ``config["metric_status"]`` (computed when the DAG is built, so a later `fetch_weights`
+    reruns the jobs) lists the columns that are not computed; the rest must load."""
+    from functools import partial
+
+    from discover.metrics.fidelity import FIDELITY_METRICS
+
+    status = config.get("metric_status") or {}
+    pc = perceptual_config(config)
+    cache = config.get("weights_cache")
+    scorers = {}
+    for column in metric_columns(config):
+        if column in status:
+            continue
+        if column in FIDELITY_METRICS:
+            scorers[column] = FIDELITY_METRICS[column]
+        elif column == "lpips":
+            from discover.metrics.perceptual import lpips_distance
+
+            scorers[column] = partial(
+                lpips_distance, net=pc["lpips_net"], cache=cache, device=pc["device"]
+            )
+        elif column == "dists":
+            from discover.metrics.perceptual import dists_distance
+
+            scorers[column] = partial(
+                dists_distance, backend=pc["dists_backend"], cache=cache, device=pc["device"]
+            )
+    return scorers

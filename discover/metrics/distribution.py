@@ -1,0 +1,232 @@
+"""FID/KID of a table row: every image of a dataset, all shards, one rate point at a time.
+
+The images are first brought to the dataset's FID protocol (``FID_PROTOCOLS``): whole images, or
+the 256x256 patch grid of HiFiC / MS-ILLM / PerCo (optionally with the half-patch-shifted second
+grid), written to a scratch folder next to the output, handed to clean-fid, and removed. Features
+stream through clean-fid's data loader batch by batch: memory grows with the number of feature
+vectors (N x 2048 floats for Inception), never with the number of images.
+
+The reference features of a dataset are computed once per feature set and reused by every row.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from discover.errors import ConfigError, DatasetError
+from discover.io import atomic_path
+from discover.metrics.catalog import feature_suffix, fid_config
+from discover.metrics.fid import fid_kid_from_features, folder_features
+from discover.metrics.patches import fid_patches
+
+PathLike = str | os.PathLike
+
+FID_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "whole": {"patch": None, "shifted": False},
+    "patches-256": {"patch": 256, "shifted": False},
+    "patches-256-shifted": {"patch": 256, "shifted": True},
+}
+# The paper measures Kodak and CLIC 2020 (after the clic2020 resize/crop) on 256x256 patches,
+# COCO on whole images.
+DEFAULT_FID_PROTOCOL = {"kodak": "patches-256", "clic2020": "patches-256"}
+
+
+def fid_protocol(dataset_cfg: Mapping[str, Any], dataset: str = "") -> dict[str, Any]:
+    """The FID protocol of a dataset entry: ``fid_protocol`` (a preset name or
+    ``{patch, shifted}``), else the preset of its image protocol, else whole images."""
+    value = dataset_cfg.get("fid_protocol")
+    if value is None:
+        image_protocol = dataset_cfg.get("protocol") or dataset_cfg.get("type")
+        value = DEFAULT_FID_PROTOCOL.get(str(image_protocol), "whole")
+    if isinstance(value, str):
+        if value not in FID_PROTOCOLS:
+            raise ConfigError(
+                f"config key datasets.{dataset}.fid_protocol: unknown preset {value!r} "
+                f"(one of {', '.join(FID_PROTOCOLS)}, or {{patch: <px>, shifted: <bool>}})"
+            )
+        return {"name": value, **FID_PROTOCOLS[value]}
+    patch = value.get("patch")
+    shifted = bool(value.get("shifted", False))
+    name = f"patches-{patch}{'-shifted' if shifted else ''}" if patch else "whole"
+    return {"name": name, "patch": patch, "shifted": shifted}
+
+
+def shard_images(reference_dirs: Sequence[PathLike], image_dirs: Sequence[PathLike]) -> list[Path]:
+    """The PNG of every image of the reference shards, in ``image_dirs`` (same order)."""
+    from discover.stages import read_index
+
+    if len(reference_dirs) != len(image_dirs):
+        raise DatasetError(
+            f"{len(reference_dirs)} reference shards but {len(image_dirs)} decoded shards"
+        )
+    paths = []
+    for ref_dir, img_dir in zip(reference_dirs, image_dirs, strict=True):
+        for image_id in read_index(ref_dir)["id"]:
+            path = Path(img_dir) / f"{image_id}.png"
+            if not path.is_file():
+                raise DatasetError(f"decoded image {path} is missing")
+            paths.append(path)
+    return paths
+
+
+def write_protocol_images(paths: Sequence[Path], dest: Path, protocol: Mapping[str, Any]) -> int:
+    """Write what FID/KID see of ``paths`` into ``dest``: the patches, or links to the images."""
+    count = 0
+    for k, path in enumerate(paths):
+        if not protocol.get("patch"):
+            (dest / f"{k:07d}{path.suffix}").symlink_to(path.resolve())
+            count += 1
+            continue
+        try:
+            image = np.asarray(Image.open(path).convert("RGB"))
+        except OSError as exc:
+            raise DatasetError(f"cannot read image {path}: {exc}") from exc
+        for j, patch in enumerate(fid_patches(image, int(protocol["patch"]), protocol["shifted"])):
+            Image.fromarray(patch).save(dest / f"{k:07d}_{j:03d}.png", compress_level=1)
+            count += 1
+    return count
+
+
+def protocol_features(
+    paths: Sequence[Path],
+    protocol: Mapping[str, Any],
+    extractor: Callable[[torch.Tensor], torch.Tensor],
+    scratch_parent: PathLike,
+    *,
+    mode: str = "clean",
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> np.ndarray:
+    """(N, D) features of the protocol images of ``paths`` (N = images or patches)."""
+    Path(scratch_parent).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".fid-", dir=scratch_parent))
+    try:
+        if write_protocol_images(paths, scratch, protocol) == 0:
+            return np.zeros((0, 0), np.float32)
+        return folder_features(scratch, extractor, mode=mode, batch_size=batch_size, device=device)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def feature_extractor(features: str, config: Mapping[str, Any], demo_model: PathLike | None):
+    """The extractor of a feature set: clean-fid's Inception from the weights cache, or the
+    classifier the pipeline trained (``demo``)."""
+    from discover.metrics.fid import inception_feature_extractor
+
+    fc = fid_config(config)
+    device = str(fc.get("device", "cpu"))
+    if features == "inception":
+        return inception_feature_extractor(
+            fc["mode"], cache=config.get("weights_cache"), device=device
+        )
+    if features == "demo":
+        if demo_model is None:
+            raise ConfigError("config key fid.demo: FID with demo features needs a trained model")
+        return demo_feature_extractor(demo_model, device=device)
+    raise ConfigError(f"config key fid.features: unknown feature set {features!r}")
+
+
+def demo_feature_extractor(model_path: PathLike, device: str = "cpu"):
+    """clean-fid extractor from the pipeline's own classifier: batches (N, 3, H, W) in
+    [0, 255] are resized (antialiased) to the classifier's input size, and its pooled
+    penultimate features are returned."""
+    from discover.training.classifier import load_classifier, normalise
+
+    model, meta = load_classifier(model_path)
+    model = model.to(device)
+    size = int(meta["input_size"])
+
+    def extract(batch: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(
+            batch.float().div(255.0), size=(size, size), mode="bilinear", antialias=True
+        )
+        with torch.no_grad():
+            return model.features(normalise(x))
+
+    return extract
+
+
+def reference_features(
+    config: Mapping[str, Any],
+    features: str,
+    protocol: Mapping[str, Any],
+    reference_dirs: Sequence[PathLike],
+    out_npy: PathLike,
+    demo_model: PathLike | None = None,
+) -> np.ndarray:
+    """Features of a dataset's reference images under its protocol, saved as .npy."""
+    fc = fid_config(config)
+    extractor = feature_extractor(features, config, demo_model)
+    paths = shard_images(reference_dirs, reference_dirs)
+    feats = protocol_features(
+        paths,
+        protocol,
+        extractor,
+        Path(out_npy).parent,
+        mode=fc["mode"],
+        batch_size=int(fc["batch_size"]),
+        device=str(fc.get("device", "cpu")),
+    )
+    with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, feats)
+    return feats
+
+
+def row_fid_kid(
+    config: Mapping[str, Any],
+    protocol: Mapping[str, Any],
+    reference_dirs: Sequence[PathLike],
+    decoded_dirs: Mapping[str, Sequence[PathLike]],
+    reference_npys: Mapping[str, PathLike],
+    out_csv: PathLike,
+    demo_model: PathLike | None = None,
+) -> pd.DataFrame:
+    """FID and KID of one table row at each rate point, per feature set.
+
+    ``decoded_dirs`` maps a rate to the row's decoded shard folders (in reference shard order),
+    ``reference_npys`` a feature set to its reference features. One CSV row per rate, with a
+    ``fid<suffix>`` / ``kid<suffix>`` column pair per feature set (suffix ``_demo`` for demo).
+    """
+    fc = fid_config(config)
+    rows = []
+    extractors = {f: feature_extractor(f, config, demo_model) for f in reference_npys}
+    ref_feats = {f: np.load(p) for f, p in reference_npys.items()}
+    for rate, dirs in decoded_dirs.items():
+        paths = shard_images(reference_dirs, dirs)
+        row: dict[str, Any] = {"rate": str(rate), "protocol": protocol["name"], "mode": fc["mode"]}
+        for features, extractor in extractors.items():
+            feats = protocol_features(
+                paths,
+                protocol,
+                extractor,
+                Path(out_csv).parent,
+                mode=fc["mode"],
+                batch_size=int(fc["batch_size"]),
+                device=str(fc.get("device", "cpu")),
+            )
+            r = fid_kid_from_features(
+                ref_feats[features],
+                feats,
+                kid_subsets=int(fc["kid_subsets"]),
+                kid_subset_size=int(fc["kid_subset_size"]),
+                kid_seed=int(config.get("seed", 0)),
+            )
+            suffix = feature_suffix(features)
+            row[f"fid{suffix}"] = r["fid"]
+            row[f"kid{suffix}"] = r["kid"]
+            row[f"fid_samples{suffix}"] = r["n_out"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+    return df
