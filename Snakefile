@@ -15,6 +15,7 @@ if not workflow.config_settings.configfiles:
 include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/codecs.smk"
+include: "rules/semantics.smk"
 include: "rules/discover.smk"
 include: "rules/tables.smk"
 include: "rules/perception.smk"
@@ -35,6 +36,8 @@ localrules:
     bd_table,
     rd_plot,
     perception_table,
+    task_labels,
+    grounding_report,
     fetch_weight,
     fetch_weights,
     train_all,

@@ -162,23 +162,29 @@ def run_discover_encode(
     reference_dir: str | Path,
     out_dir: str | Path,
     threads: int = 1,
+    grounding: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """Write one ``.dsc`` container per image of a shard (a stream per task + ẑ + the rest).
 
-    Task masks come from the codec's mask sources (``gt``: the shard's annotated boxes)."""
+    Task masks come from the codec's mask sources: ``grounding`` maps a task to the shard's
+    grounding file (discover.semantics), ``gt`` reads the shard's annotated boxes."""
     from discover.codecs.discover_codec import load_image_annotations
+    from discover.semantics import grounded_boxes
 
     c, rate_value, index, _ = _shard_job(config, codec, rate, reference_dir, threads)
     annotations = load_image_annotations(reference_dir)
     tasks = [t for t in c.consumers(annotations is not None) if t in c.tasks]
+    by_task = {t: grounded_boxes([p]) for t, p in (grounding or {}).items()}
     rows = []
     with atomic_dir(out_dir) as tmp:
         for rec in index.itertuples(index=False):
             ref_path, ref = _reference_image(reference_dir, rec.id)
             anns = None if annotations is None else annotations.get(rec.id, [])
+            grounded = {t: boxes.get(rec.id, []) for t, boxes in by_task.items()}
             t0 = time.perf_counter()
             try:
-                c.encode(ref, rate_value, tmp / f"{rec.id}.dsc", c.task_boxes(anns, tasks))
+                boxes = c.task_boxes(anns, tasks, grounded)
+                c.encode(ref, rate_value, tmp / f"{rec.id}.dsc", boxes)
             except CodecError as exc:
                 raise CodecError(f"{exc} [image {ref_path}, rate {rate}]") from exc
             rows.append({"id": rec.id, "encode_s": round(time.perf_counter() - t0, 6)})
@@ -406,14 +412,22 @@ def perception_tables(
     table = pd.DataFrame(rows)
     with atomic_path(table_csv) as tmp:
         table.to_csv(tmp, index=False)
+    # Markdown: a short marker per cell and each reason spelled out once under the table.
+    notes = {m: f"not computed [{k + 1}]" for k, m in enumerate(sorted(set(status) & set(human)))}
+    md_table = table.copy()
+    for m in human:
+        for column in (f"BD-{METRICS[m].label}", f"BD-rate {METRICS[m].label} (%)"):
+            if m in notes and column in md_table:
+                md_table[column] = notes[m]
     anchor = config.get("anchor", "")
     lines = [
         f"# Human perception on {dataset}",
         "",
         f"BD against the anchor `{anchor}` (BD-metric in the metric's units at equal rate; "
-        "lower LPIPS/DISTS/FID/KID is better, so negative = better; BD-rate < 0 = fewer bits).",
+        "lower LPIPS/DISTS/FID/KID is better, so negative = better; BD-rate < 0 = fewer bits). "
+        "An empty cell: the curve does not allow a BD value (see bd.csv's note).",
         "",
-        _markdown(table),
+        _markdown(md_table),
         "",
         "## Metric vs bpp",
         "",
@@ -421,8 +435,14 @@ def perception_tables(
     per_rate = rd[["label", "rate", "bpp"]].copy()
     per_rate["bpp"] = per_rate["bpp"].map(lambda v: f"{v:.4f}")
     for m in human:
-        per_rate[METRICS[m].label] = [cell(v, m, 4) for v in rd.get(m, [float("nan")] * len(rd))]
+        values = rd[m] if m in rd else [float("nan")] * len(rd)
+        per_rate[METRICS[m].label] = [notes.get(m) or cell(v, m, 4) for v in values]
     lines.append(_markdown(per_rate))
+    if notes:
+        lines += [
+            "",
+            *(f"[{n.split('[')[1]} {METRICS[m].label} {status[m]}" for m, n in notes.items()),
+        ]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table
 

@@ -16,7 +16,7 @@ from typing import Any
 from discover.datasets import get_dataset, shard_ids
 from discover.errors import ConfigError
 
-RESERVED_DATASET_NAMES = {"metrics", "tables", "plots", "logs", "benchmarks", "report"}
+RESERVED_DATASET_NAMES = {"metrics", "tables", "plots", "logs", "benchmarks", "report", "semantics"}
 RESERVED_CODEC_NAMES = {"reference"}
 
 
@@ -80,8 +80,87 @@ class Plan:
 
     def consumers(self, codec: str, dataset: str) -> list[str]:
         from discover.codecs import get_codec
+        from discover.semantics import needs_annotations
 
-        return get_codec(codec, self.config).consumers(self.has_annotations(dataset))
+        return get_codec(codec, self.config).consumers(
+            self.has_annotations(dataset), needs_annotations(self.config)
+        )
+
+    # -- semantics: labels per task, grounding per shard -------------------------------------
+    def grounded_tasks(self, codec: str, dataset: str) -> list[str]:
+        """Tasks of a DISCOVER codec whose masks come from the semantics stage on a dataset."""
+        from discover.codecs import get_codec
+
+        sources = get_codec(codec, self.config).tasks
+        return [t for t in self.consumers(codec, dataset) if sources.get(t) == "grounding"]
+
+    @property
+    def semantic_tasks(self) -> list[str]:
+        return sorted(
+            {
+                t
+                for c in self.discover_codecs
+                for d in self.datasets
+                for t in self.grounded_tasks(c, d)
+            }
+        )
+
+    def grounding_files(self, codec: str, dataset: str, shard: str) -> list[str]:
+        return [
+            f"{self.out}/semantics/{dataset}/{task}/{shard}.json"
+            for task in self.grounded_tasks(codec, dataset)
+        ]
+
+    def label_cache_key(self, task: str) -> str:
+        from discover.semantics import label_cache_key
+
+        return label_cache_key(self.config, task)
+
+    def grounding_job_config(self) -> dict:
+        from discover.semantics import grounding_config
+
+        cfg = grounding_config(self.config)
+        # only the chosen backend's options: editing another backend's reruns nothing
+        section = {k: v for k, v in cfg.items() if k in ("backend", "stride", cfg["backend"])}
+        return {"semantics": {"grounding": section}, "weights_cache": self.weights_cache}
+
+    def grounding_weight_files(self) -> list[str]:
+        """Files the grounding jobs read: the detector checkpoint and its sidecar."""
+        from discover.semantics import grounding_config
+
+        cfg = grounding_config(self.config)
+        if cfg["backend"] == "detector":
+            checkpoint = (cfg.get("detector") or {}).get("checkpoint")
+            if not checkpoint:
+                raise ConfigError(
+                    "config key semantics.grounding.detector.checkpoint: the detector backend "
+                    "needs a checkpoint"
+                )
+            return [checkpoint, str(Path(checkpoint).with_suffix(".json"))]
+        return []
+
+    @property
+    def grounding_gpus(self) -> int:
+        from discover.semantics import grounding_config
+
+        cfg = grounding_config(self.config)
+        device = str((cfg.get(cfg["backend"]) or {}).get("device", "cpu"))
+        return 1 if device.startswith("cuda") else 0
+
+    def check_semantics(self) -> None:
+        """Fail before any job runs: tasks defined, stride equal to DISCOVER's latent stride."""
+        from discover.codec.model import LATENT_STRIDE
+        from discover.semantics import grounding_config, task_config
+
+        tasks = self.semantic_tasks
+        for task in tasks:
+            task_config(self.config, task)
+        stride = int(grounding_config(self.config)["stride"])
+        if tasks and stride != LATENT_STRIDE:
+            raise ConfigError(
+                f"config key semantics.grounding.stride: DISCOVER's latent stride is "
+                f"{LATENT_STRIDE}, got {stride}"
+            )
 
     def table_rows(self, dataset: str) -> list[str]:
         """Rows of a dataset's tables: a codec, or ``codec@consumer`` for DISCOVER."""
@@ -235,6 +314,10 @@ class Plan:
         }
         value = next(r for r in self.config["codecs"][codec]["rates"] if str(r) == rate)
         entry["rates"] = [value]
+        if entry["type"] == "discover":
+            from discover.semantics import needs_annotations
+
+            entry["grounding_needs_annotations"] = needs_annotations(self.config)
         if "trained" in entry and entry["type"] == "discover":
             model = entry["trained"]
             entry["weights"] = {rate: str(self.discover_weight_path(model, rate))}
@@ -349,6 +432,16 @@ class Plan:
             if self.fid_feature_sets
             else 0,
             "perception_table": len(self.datasets) if self.human_metrics else 0,
+            "task_labels": len(self.semantic_tasks),
+            "grounding_report": sum(
+                len({t for c in self.discover_codecs for t in self.grounded_tasks(c, d)})
+                for d in self.datasets
+            ),
+            "ground_shard": sum(
+                len(self.shards(d))
+                * len({t for c in self.discover_codecs for t in self.grounded_tasks(c, d)})
+                for d in self.datasets
+            ),
             "merge_annotations": sum(self.has_annotations(d) for d in self.datasets),
         }
         counts["all"] = 1

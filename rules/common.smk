@@ -27,6 +27,7 @@ try:
         for _rate in PLAN.rates(_codec):
             PLAN.codec_weight_files(_codec, _rate)
     PLAN.demo_features_model
+    PLAN.check_semantics()
     for _ds in PLAN.datasets:
         PLAN.fid_protocol(_ds)
 except DiscoverError as exc:
@@ -40,6 +41,7 @@ wildcard_constraints:
     shard="s[0-9]{4}",
     metric="[a-z_]+",
     features="[a-z]+",
+    task="[A-Za-z0-9_.-]+",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
     filename="[^/]+",
 
@@ -141,4 +143,10 @@ def final_targets():
             ]
         if PLAN.has_annotations(ds):
             targets.append(f"{OUT}/{ds}/annotations.json")
+        grounded = {t for c in PLAN.discover_codecs for t in PLAN.grounded_tasks(c, ds)}
+        for task in sorted(grounded):
+            targets += [
+                f"{OUT}/plots/{ds}/grounding_{task}.png",
+                f"{OUT}/plots/{ds}/masked_fraction_{task}.png",
+            ]
     return targets

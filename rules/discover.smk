@@ -7,6 +7,7 @@ rule discover_encode:
     input:
         reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
         weights=lambda wc: PLAN.codec_weight_files(wc.codec, wc.rate),
+        grounding=lambda wc: PLAN.grounding_files(wc.codec, wc.dataset, wc.shard),
     output:
         streams=directory(f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}"),
     log:

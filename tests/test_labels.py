@@ -6,11 +6,8 @@ transformers backend runs a tiny Llama built here whose weights make it recite a
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +30,8 @@ from discover.labels import (
 )
 from discover.labels.base import LISTS_DIR, TEMPLATES_DIR
 
+from .conftest import ChatServer
+
 KEY = "sk-test-7f3c9e1d5b2a4680-secret"
 DESCRIPTION = "object detection on images of textured geometric shapes"
 COCO = """person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant
@@ -46,87 +45,6 @@ COCO_NAMES = [w.replace("_", " ") for w in COCO.split()]
 
 
 # -- an OpenAI-compatible chat-completions server -------------------------------------------
-
-
-def completion(text: str, model: str = "test-model") -> dict:
-    """A ChatCompletion as the API returns it."""
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-    }
-
-
-class ChatServer:
-    """Answers POST /v1/chat/completions from a script: a list of replies, the last repeated.
-
-    A reply is a str (assistant text, HTTP 200), a (status, body) pair, "drop" (close the
-    connection unanswered) or ("sleep", seconds, text).
-    """
-
-    def __init__(self, script: list):
-        self.script = list(script)
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(
-                    {
-                        "path": self.path,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "json": body,
-                    }
-                )
-                step = server.script[min(len(server.requests), len(server.script)) - 1]
-                if step == "drop":
-                    self.close_connection = True
-                    return
-                if isinstance(step, tuple) and step[0] == "sleep":
-                    time.sleep(step[1])
-                    step = step[2]
-                status, payload = (200, completion(step)) if isinstance(step, str) else step
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                # A short Retry-After keeps the client's backoff (honoured by it) fast here.
-                if status >= 400:
-                    self.send_header("retry-after-ms", "10")
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ChatServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

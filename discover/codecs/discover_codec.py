@@ -4,8 +4,9 @@ Config (``type: discover``): ``trained: <discover_training entry>`` (the embedde
 under weights/<name>/) or ``architecture: full`` with ``weights: {rate: file}`` and ``vae`` (a
 local ``from_pretrained`` directory or a Hub id through the weights cache). ``tasks`` maps a task
 name to its mask source: ``gt`` (the dataset's annotated boxes) or ``none`` (nothing
-transmitted for the task); ``consumers`` picks which decodings the tables show (``human`` = all
-of ŷ, decoded without composition: the VAE decoder on ẑ_c).
+transmitted for the task) or ``grounding`` (the default: the boxes the semantics stage grounded
+for the task's labels, discover.semantics); ``consumers`` picks which decodings the tables show
+(``human`` = all of ŷ, decoded without composition: the VAE decoder on ẑ_c).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from discover.weights import hub_spec, resolve
 
 SD21_VAE = "stabilityai/stable-diffusion-2-1-base/vae"
 HUMAN = "human"  # the consumer receiving all of ŷ (discover.codec.bitstream.HUMAN)
-MASK_SOURCES = ("gt", "none")
+MASK_SOURCES = ("grounding", "gt", "none")
 
 
 @register_codec("discover")
@@ -52,15 +53,23 @@ class DiscoverCodec(Codec):
     @property
     def tasks(self) -> dict[str, str]:
         """Task name -> mask source."""
-        return {t: str((spec or {}).get("mask", "gt")) for t, spec in self.task_specs.items()}
+        return {
+            t: str((spec or {}).get("mask", "grounding")) for t, spec in self.task_specs.items()
+        }
 
     @property
     def task_specs(self) -> dict[str, dict]:
         return {str(k): dict(v or {}) for k, v in (self.cfg.get("tasks") or {}).items()}
 
-    def consumers(self, has_annotations: bool = True) -> list[str]:
-        """Consumers evaluated on a dataset: the configured ones whose masks it can give."""
-        usable = [t for t, src in self.tasks.items() if src != "gt" or has_annotations]
+    def consumers(
+        self, has_annotations: bool = True, grounding_needs_annotations: bool | None = None
+    ) -> list[str]:
+        """Consumers evaluated on a dataset: the configured ones whose masks it can give
+        (``gt``, and ``grounding`` with the oracle grounder, need annotations)."""
+        if grounding_needs_annotations is None:
+            grounding_needs_annotations = bool(self.cfg.get("grounding_needs_annotations"))
+        needs = {"gt", "grounding"} if grounding_needs_annotations else {"gt"}
+        usable = [t for t, src in self.tasks.items() if src not in needs or has_annotations]
         wanted = self.cfg.get("consumers") or [HUMAN, *self.tasks]
         return [c for c in wanted if c == HUMAN or c in usable]
 
@@ -115,13 +124,24 @@ class DiscoverCodec(Codec):
 
     # -- masks ------------------------------------------------------------------------------
     def task_boxes(
-        self, annotations: Sequence[Mapping[str, Any]] | None, tasks: Sequence[str]
+        self,
+        annotations: Sequence[Mapping[str, Any]] | None,
+        tasks: Sequence[str],
+        grounded: Mapping[str, list] | None = None,
     ) -> dict[str, list]:
-        """Boxes per task for one image from its COCO annotations (``gt``) or none."""
+        """Boxes per task for one image: ``grounded`` (task -> the boxes the semantics stage
+        found in this image), its COCO annotations (``gt``) or none."""
         out = {}
         for task in tasks:
             source = self.tasks[task]
-            if source == "gt":
+            if source == "grounding":
+                if grounded is None or task not in grounded:
+                    raise CodecError(
+                        f"codec {self.name!r}: task {task!r} takes its mask from the semantics "
+                        "stage, but no grounding was given for it"
+                    )
+                out[task] = list(grounded[task])
+            elif source == "gt":
                 if annotations is None:
                     raise CodecError(
                         f"codec {self.name!r}: task {task!r} takes its mask from ground-truth "

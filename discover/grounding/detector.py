@@ -10,9 +10,12 @@ Checkpoints are a full ``state_dict`` (``model.pt``) with a JSON sidecar next to
      "kwargs": {"min_size": 320}}
 
 ``categories`` may instead map ids to names (``{"1": "person", ...}``, COCO's sparse ids).
+A sidecar written by training may also carry provenance (``spec``, ``seed``, ``command``,
+``val_metrics``, ``sha256``, ...); with ``sha256`` the state dict must match it.
 Any model of ``torchvision.models.detection`` is built with ``weights=None,
 weights_backbone=None`` (nothing is downloaded); ``custom-small`` is a few-conv Faster R-CNN
-that runs fast on CPU, for training small task models here.
+that runs fast on CPU, for training small task models here, and ``custom-small-mask`` the
+Mask R-CNN with the same backbone.
 """
 
 from __future__ import annotations
@@ -38,9 +41,24 @@ from discover.grounding.base import (
 from discover.grounding.gt import label_lookup
 from discover.grounding.registry import register_grounder
 from discover.io import atomic_path, write_text_atomic
+from discover.weights import sha256
 
 CUSTOM_SMALL = "custom-small"
+CUSTOM_SMALL_MASK = "custom-small-mask"
 SIDECAR_KEYS = ("architecture", "num_classes", "categories", "kwargs")
+# What training adds to a sidecar: read by people and reports, ignored when loading.
+PROVENANCE_KEYS = (
+    "kind",
+    "spec",
+    "seed",
+    "steps",
+    "command",
+    "val_metrics",
+    "val_images",
+    "train_seconds",
+    "final_loss",
+    "sha256",
+)
 
 
 @runtime_checkable
@@ -65,14 +83,18 @@ def build_detector(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
     ``num_classes`` counts the background (label 0). ``custom-small`` takes ``width`` (16),
     ``out_channels`` (64), ``representation_size`` (256), ``anchor_sizes`` (32, 64, 128, 256),
     ``aspect_ratios`` (0.5, 1, 2) and any ``FasterRCNN`` keyword (``min_size`` defaults to 320,
-    ``max_size`` to 512).
+    ``max_size`` to 512). ``custom-small-mask`` takes the same plus ``mask_channels`` (64)
+    and ``mask_layers`` (2) of its mask head.
     """
     if arch == CUSTOM_SMALL:
         return _build_custom_small(num_classes, **kwargs)
+    if arch == CUSTOM_SMALL_MASK:
+        return _build_custom_small(num_classes, masks=True, **kwargs)
     known = torchvision_architectures()
     if arch not in known:
         raise GroundingError(
-            f"unknown detector architecture {arch!r} (known: {[CUSTOM_SMALL, *known]})"
+            f"unknown detector architecture {arch!r} "
+            f"(known: {[CUSTOM_SMALL, CUSTOM_SMALL_MASK, *known]})"
         )
     import torchvision
 
@@ -108,11 +130,15 @@ def _build_custom_small(
     representation_size: int = 256,
     anchor_sizes: Sequence[int] = (32, 64, 128, 256),
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    masks: bool = False,
+    mask_channels: int = 64,
+    mask_layers: int = 2,
     **faster_rcnn_kwargs: Any,
 ) -> nn.Module:
-    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
 
     backbone = _SmallBackbone(int(width), int(out_channels))
@@ -123,13 +149,23 @@ def _build_custom_small(
     # a bare-tensor backbone output becomes feature map "0"
     roi_pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
     options = {"min_size": 320, "max_size": 512, **faster_rcnn_kwargs}  # small inputs: fast CPU
-    return FasterRCNN(
+    box_parts = {
+        "rpn_anchor_generator": anchors,
+        "box_roi_pool": roi_pool,
+        "box_head": TwoMLPHead(out_channels * 7 * 7, representation_size),
+        "box_predictor": FastRCNNPredictor(representation_size, num_classes),
+    }
+    # num_classes=None: the predictors below fix it
+    if not masks:
+        return FasterRCNN(backbone, num_classes=None, **box_parts, **options)
+    channels = int(mask_channels)
+    return MaskRCNN(
         backbone,
-        num_classes=None,  # given by the box predictor below
-        rpn_anchor_generator=anchors,
-        box_roi_pool=roi_pool,
-        box_head=TwoMLPHead(out_channels * 7 * 7, representation_size),
-        box_predictor=FastRCNNPredictor(representation_size, num_classes),
+        num_classes=None,
+        **box_parts,
+        mask_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(out_channels, [channels] * int(mask_layers), dilation=1),
+        mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
         **options,
     )
 
@@ -222,9 +258,14 @@ class TorchvisionDetector:
         missing_meta = [k for k in ("architecture", "num_classes", "categories") if k not in meta]
         if missing_meta:
             raise GroundingError(f"{sidecar_path}: missing keys {missing_meta}")
-        unknown_meta = sorted(set(meta) - set(SIDECAR_KEYS))
+        unknown_meta = sorted(set(meta) - set(SIDECAR_KEYS) - set(PROVENANCE_KEYS))
         if unknown_meta:
             raise GroundingError(f"{sidecar_path}: unknown keys {unknown_meta}")
+        if meta.get("sha256") and sha256(path) != meta["sha256"]:
+            raise GroundingError(
+                f"detector checkpoint {path}: its sha256 differs from the one in {sidecar_path} "
+                "(a state dict of another training run?)"
+            )
         num_classes = int(meta["num_classes"])
         kwargs = dict(meta.get("kwargs") or {})
         categories = _category_map(meta["categories"], num_classes, str(sidecar_path))
