@@ -125,7 +125,8 @@ class Plan:
         return {"semantics": {"grounding": section}, "weights_cache": self.weights_cache}
 
     def grounding_weight_files(self) -> list[str]:
-        """Files the grounding jobs read: the detector checkpoint and its sidecar."""
+        """Files the grounding jobs read: the detector checkpoint and its sidecar, or the
+        cached snapshot of a Hub model."""
         from discover.semantics import grounding_config
 
         cfg = grounding_config(self.config)
@@ -137,7 +138,15 @@ class Plan:
                     "needs a checkpoint"
                 )
             return [checkpoint, str(Path(checkpoint).with_suffix(".json"))]
-        return []
+        # a Hub model: its cache manifest (fetched by the fetch_weight localrule)
+        return [
+            f"{self.weights_cache}/{spec.filename}" for spec in self.semantics_weights("grounding")
+        ]
+
+    def label_weight_files(self) -> list[str]:
+        return [
+            f"{self.weights_cache}/{spec.filename}" for spec in self.semantics_weights("labels")
+        ]
 
     @property
     def grounding_gpus(self) -> int:
@@ -377,9 +386,28 @@ class Plan:
                     specs[spec.filename] = spec
         from discover.metrics.catalog import official_metric_weights
 
-        for spec in official_metric_weights(self.config):
+        for spec in official_metric_weights(self.config) + self.semantics_weights():
             specs[spec.filename] = spec
         return specs
+
+    def semantics_weights(self, part: str | None = None) -> list:
+        """Hub models of the semantics stage that are not local directories (``part``:
+        "grounding", "labels" or both): `snakemake fetch_weights` snapshots them."""
+        from discover.grounding.grounding_dino import DEFAULT_MODEL
+        from discover.semantics import grounding_config, label_config
+        from discover.weights import hub_spec
+
+        refs = []
+        if self.semantic_tasks and part in (None, "grounding"):
+            cfg = grounding_config(self.config)
+            if cfg["backend"] == "grounding-dino":
+                refs.append((cfg.get("grounding-dino") or {}).get("model", DEFAULT_MODEL))
+        for task in self.semantic_tasks if part in (None, "labels") else []:
+            labels = label_config(self.config, task)
+            if labels["backend"] == "transformers":
+                refs.append((labels.get("transformers") or {}).get("model"))
+        specs = [hub_spec(str(r)) for r in refs if r and not Path(str(r)).expanduser().is_dir()]
+        return list({spec.filename: spec for spec in specs}.values())
 
     def codec_weight_files(self, codec: str, rate: str) -> list[str]:
         """Weight files a codec job reads: trained by a rule, given in config, or the cached

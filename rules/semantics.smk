@@ -5,6 +5,8 @@
 
 
 rule task_labels:
+    input:
+        PLAN.label_weight_files(),
     output:
         report(
             f"{OUT}/semantics/labels/{{task}}.json",

@@ -7,7 +7,6 @@ tests check the plumbing (chunking, thresholds, phrase mapping, determinism), no
 from __future__ import annotations
 
 import json
-import string
 
 import numpy as np
 import pytest
@@ -33,7 +32,12 @@ from discover.grounding import (
     write_grounding,
 )
 from discover.grounding.detector import DetectorGrounder
-from discover.grounding.grounding_dino import label_prompt, match_phrase, phrase_pieces
+from discover.grounding.grounding_dino import (
+    label_prompt,
+    match_phrase,
+    phrase_pieces,
+    save_tiny_model,
+)
 from discover.grounding.masks import mask_to_runs, runs_to_mask
 
 WORDS = ["cat", "dog", "person", "car", "traffic", "light", "bicycle", "thing"]
@@ -53,60 +57,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_dino(tmp_path_factory):
-    """A ~100k-parameter Grounding DINO (Swin + 1-layer BERT) with its processor, saved the way
-    a downloaded snapshot is."""
-    from transformers import (
-        BertConfig,
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    directory = tmp_path_factory.mktemp("tiny-grounding-dino")
-    chars = string.ascii_lowercase + string.digits
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "-", *chars]
-    vocab += [f"##{c}" for c in chars] + WORDS
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    # from the directory: BertTokenizer(vocab_file=...) alone silently maps everything to [UNK]
-    tokenizer = BertTokenizer.from_pretrained(directory)
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(
-            embed_dim=16,
-            depths=[1, 1],
-            num_heads=[1, 2],
-            window_size=4,
-            image_size=128,
-            out_features=["stage1", "stage2"],
-        ),
-        text_config=BertConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        ),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,  # the model needs at least two
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_queries=30,
-        num_feature_levels=2,
-        encoder_n_points=2,
-        decoder_n_points=2,
-    )
-    torch.manual_seed(0)
-    GroundingDinoForObjectDetection(config).save_pretrained(directory)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160})
-    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
-        directory
-    )
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-grounding-dino"), WORDS)
 
 
 def dino(directory, **options):

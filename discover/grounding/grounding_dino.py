@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -290,3 +291,68 @@ class GroundingDinoGrounder(Grounder):
             labels.append(original[chunk.labels[index]])
             kept_scores.append(score)
         return Detections.from_xyxy(boxes, labels, kept_scores, size)
+
+
+def save_tiny_model(directory: str | os.PathLike, words: Sequence[str] = ()) -> Path:
+    """Save a ~100k-parameter, randomly initialised Grounding DINO (Swin + 1-layer BERT) and its
+    processor into ``directory``, laid out like a downloaded snapshot.
+
+    Its boxes mean nothing: it exercises the real loading, chunking and post-processing code
+    offline (tests, benchmarks of the code path). ``words`` join the tokenizer's vocabulary
+    (characters and ``##`` pieces are always there)."""
+    import string
+
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    chars = string.ascii_lowercase + string.digits
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "-", *chars]
+    vocab += [f"##{c}" for c in chars] + [w for w in words if w not in vocab]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # from the directory: BertTokenizer(vocab_file=...) alone silently maps everything to [UNK]
+    tokenizer = BertTokenizer.from_pretrained(directory)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            embed_dim=16,
+            depths=[1, 1],
+            num_heads=[1, 2],
+            window_size=4,
+            image_size=128,
+            out_features=["stage1", "stage2"],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,  # the model needs at least two
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=30,
+        num_feature_levels=2,
+        encoder_n_points=2,
+        decoder_n_points=2,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        GroundingDinoForObjectDetection(config).save_pretrained(directory)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        directory
+    )
+    return directory

@@ -1,0 +1,169 @@
+"""Object detection: a torchvision detector (Faster R-CNN R50-FPN as in the paper, or the
+small one the pipeline trains), scored by COCO box AP.
+
+Config (``tasks.<name>``)::
+
+    type: detection
+    weights: FasterRCNN_ResNet50_FPN_Weights.COCO_V1   # or weights/<model>/model.pt
+    protocol: coco-val            # or {resize: 800, crop: null}; default: as is
+    evaluator: pycocotools        # or faster-coco-eval (same numbers, faster)
+    batch_size: 1
+    score_threshold: 0.0          # drop detections below (the model has its own cut too)
+    device: cpu
+
+Predictions are a COCO results list in the pixels of the images as given: the protocol's
+resize/crop is undone, and the model's classes are mapped to the dataset's category ids by
+name (torchvision's COCO models label with 91 indices, "N/A" in the gaps).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from discover.errors import ConfigError
+from discover.grounding.base import normalise_label
+from discover.tasks.base import Geometry, Predictions, Task, TaskError, batched
+from discover.tasks.evaluation import EVALUATORS, coco_evaluate, coco_metric_names
+from discover.tasks.registry import register_task
+
+NOT_A_CATEGORY = {"__background__", "n/a", "background"}
+
+
+def category_ids(
+    model_categories: Mapping[int, str], dataset_categories: Sequence[Mapping[str, Any]] | None
+) -> dict[int, int]:
+    """Model label -> dataset category id. Without dataset categories the model's labels are
+    the ids (torchvision's COCO models, models trained here); with them, names decide, and
+    labels the dataset does not have are left out."""
+    usable = {
+        label: name
+        for label, name in model_categories.items()
+        if normalise_label(name) not in NOT_A_CATEGORY
+    }
+    if dataset_categories is None:
+        return {label: label for label in usable}
+    by_name = {normalise_label(c["name"]): int(c["id"]) for c in dataset_categories}
+    mapping = {
+        label: by_name[normalise_label(name)]
+        for label, name in usable.items()
+        if normalise_label(name) in by_name
+    }
+    if not mapping:
+        raise TaskError(
+            f"the model's categories ({sorted(usable.values())[:8]}...) share no name with the "
+            f"dataset's ({sorted(by_name)[:8]}...)"
+        )
+    return mapping
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float in [0, 1] (torchvision detectors normalise inside)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+@register_task("detection")
+class DetectionTask(Task):
+    """COCO box AP of a torchvision detector (``model``: a ``TorchvisionDetector``)."""
+
+    metrics = coco_metric_names("bbox")
+    iou_types: tuple[str, ...] = ("bbox",)
+    defaults = {
+        "weights": None,
+        "architecture": None,
+        "protocol": None,
+        "evaluator": "pycocotools",
+        "batch_size": 1,
+        "score_threshold": 0.0,
+        "device": "cpu",
+    }
+
+    def __init__(self, cfg: Mapping[str, Any] | None = None, **kwargs: Any):
+        super().__init__(cfg, **kwargs)
+        self.score_threshold = self._number("score_threshold", 0.0, 1.0)
+        self.evaluator = str(self.cfg["evaluator"])
+        if self.evaluator not in EVALUATORS:
+            raise ConfigError(
+                f"config key tasks.{self.task_name}.evaluator: unknown evaluator "
+                f"{self.evaluator!r} (known: {list(EVALUATORS)})"
+            )
+        if not hasattr(self.model, "categories") or not hasattr(self.model, "model"):
+            raise TaskError(f"task {self.task_name}: the model is not a TorchvisionDetector")
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        images: Iterable[tuple[int | str, np.ndarray]],
+        categories: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Predictions:
+        ids = category_ids(self.model.categories, categories)
+        device = next(self.model.model.parameters()).device
+        predictions: Predictions = []
+        for group in batched(images, self.batch_size):
+            processed = [self.protocol.apply(image) for _, image in group]
+            outputs = self.model.model([to_tensor(arr).to(device) for arr, _ in processed])
+            for (iid, _), (_, geometry), output in zip(group, processed, outputs, strict=True):
+                output = {k: v.cpu() for k, v in output.items()}
+                predictions.extend(self._records(iid, geometry, output, ids))
+        return predictions
+
+    def _records(
+        self, iid: int, geometry: Geometry, output: Mapping[str, torch.Tensor], ids: dict
+    ) -> Predictions:
+        boxes = geometry.boxes_to_original(output["boxes"].double().numpy())
+        keep = [
+            k
+            for k, (label, score) in enumerate(
+                zip(output["labels"].tolist(), output["scores"].tolist(), strict=True)
+            )
+            if label in ids
+            and score >= self.score_threshold
+            and boxes[k, 2] > boxes[k, 0]
+            and boxes[k, 3] > boxes[k, 1]
+        ]
+        records = []
+        for k in keep:
+            x0, y0, x1, y1 = boxes[k]
+            # rounded here, so predictions in memory equal those read back from the file
+            records.append(
+                {
+                    "image_id": iid,
+                    "category_id": ids[int(output["labels"][k])],
+                    "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    "score": round(float(output["scores"][k]), 5),
+                }
+            )
+        return self._add_masks(records, keep, geometry, output)
+
+    def _add_masks(
+        self,
+        records: Predictions,
+        keep: list[int],
+        geometry: Geometry,
+        output: Mapping[str, torch.Tensor],
+    ) -> Predictions:
+        return records  # boxes only; instance segmentation adds the masks
+
+    def evaluate(
+        self,
+        predictions: Predictions,
+        annotations: Mapping[str, Any] | str | os.PathLike,
+        image_ids: Iterable[int | str] | None = None,
+    ) -> dict[str, float | None]:
+        image_ids = list(image_ids) if image_ids is not None else None
+        metrics: dict[str, float | None] = {}
+        for iou_type in self.iou_types:
+            metrics.update(
+                coco_evaluate(
+                    predictions,
+                    annotations,
+                    iou_type,
+                    evaluator=self.evaluator,
+                    image_ids=image_ids,
+                )
+            )
+        return metrics
