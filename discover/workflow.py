@@ -258,7 +258,21 @@ class Plan:
         return job
 
     def per_image_job_config(self) -> dict:
-        return self.metric_job_config(("fidelity", "perceptual"))
+        """What a codec job's per-image metrics depend on: adding FID or changing the anchor
+        reruns no codec job."""
+        from discover.metrics import METRICS
+
+        per_image = [
+            m for m in self.config.get("metrics", []) if METRICS[m].kind != "distribution"
+        ]
+        job = {"metrics": per_image}
+        if {"lpips", "dists"} & set(per_image):
+            job["perceptual"] = self.config.get("perceptual", {})
+            job["weights_cache"] = self.weights_cache
+        status = self.metric_job_config(("fidelity", "perceptual"))["metric_status"]
+        if status:
+            job["metric_status"] = status
+        return job
 
     def fid_job_config(self) -> dict:
         """What a FID/KID job depends on (not LPIPS/DISTS weights)."""
