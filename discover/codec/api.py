@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from discover.codec.vae import decode_latent, encode_latent, load_vae
 from discover.codec.varint import BitstreamError
 from discover.codecs.compressai_models import image_to_tensor, tensor_to_image
 from discover.errors import CodecError
+
+if TYPE_CHECKING:  # the composition package imports this module's neighbours
+    from discover.composition.pipeline import CompositionPipeline, CompositionSettings
 
 PRESETS = {"full": FULL, "mini": MINI}
 #: buffers rebuilt by ``update()``; not part of a saved codec
@@ -185,6 +189,32 @@ class DiscoverModel:
         if self.vae is None:
             raise CodecError(f"model {self.model_id!r} has no VAE to decode images with")
         x = decode_latent(self.vae, self.decode_latent(c, consumer, source))
+        return tensor_to_image(x, c.height, c.width)
+
+    def decode_composed(
+        self,
+        c: Container,
+        consumer: str,
+        composer: CompositionPipeline,
+        settings: CompositionSettings,
+        source: str = "stream",
+    ) -> np.ndarray:
+        """The image with generative composition (paper §3.3): ẑ_c conditions the diffusion
+        prior through the control module, ``settings.steps_for(consumer)`` DDIM steps from the
+        seeded noise give z_0, the prior's VAE decodes it; cropped to the image size.
+
+        ``composer`` must belong to this rate point (its control module was trained with this
+        codec) and its VAE must be the one ẑ_c targets.
+        """
+        z_c_hat = self.decode_latent(c, consumer, source)
+        x = composer(
+            z_c_hat.clone(),  # out of inference mode: the composer runs under no_grad
+            steps=settings.steps_for(consumer),
+            seed=settings.seed,
+            prompt=settings.prompt,
+            guidance_scale=settings.guidance_scale,
+            conditioning_scale=settings.conditioning_scale,
+        )
         return tensor_to_image(x, c.height, c.width)
 
     @torch.inference_mode()

@@ -1,0 +1,313 @@
+"""Generative composition (paper §3.3): ẑ_c -> DDIM with the control module -> z_0 -> x̂.
+
+:class:`CompositionPipeline` composes, in diffusers' manner, frozen models and a scheduler:
+the prior's UNet ε_θ, VAE decoder D, text encoder and tokenizer (SD 2.1-base, or the mini prior
+of :mod:`discover.composition.prior`), the control module C and ``DDIMScheduler``. It owns no
+math: each step is ``C(z_t, t, ẑ_c)`` -> residuals -> ``ε_θ(z_t, t, prompt | residuals)`` ->
+``scheduler.step`` (deterministic DDIM, η = 0; Eq. 3 is its stochastic DDPM form).
+
+How many steps to run is the caller's choice (the paper: 8 for machine consumers, 50 for
+humans); :class:`CompositionSettings` carries that choice from the config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from discover.codec.vae import decode_latent
+from discover.errors import DiscoverError
+from discover.weights import resolve_pretrained_dir
+
+#: The SD layout every prior directory has (Hub repos keep more, e.g. ``feature_extractor``).
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+HUMAN = "human"  # the consumer receiving all of ŷ (discover.codec.bitstream.HUMAN)
+#: Paper §4.1.1: 8 sampling steps for machine vision, 50 for human perception.
+DEFAULT_STEPS = {"machine": 8, HUMAN: 50}
+
+
+@dataclass(frozen=True)
+class CompositionSettings:
+    """The codec config's ``composition`` section.
+
+    ``prior``: an SD-layout directory or a Hub id in the weights cache
+    (``stabilityai/stable-diffusion-2-1-base``); ``control``: a directory holding one control
+    module per rate point, ``r<rate>/`` (saved with ``save_pretrained``).
+    """
+
+    prior: str
+    control: str | None = None
+    steps: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))
+    prompt: str = ""
+    seed: int = 0
+    guidance_scale: float = 1.0
+    conditioning_scale: float = 1.0
+    fp16: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CompositionSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DiscoverError(f"composition: unknown keys {unknown} (known: {sorted(known)})")
+        d = dict(d)
+        if "steps" in d:
+            d["steps"] = {**DEFAULT_STEPS, **{str(k): int(v) for k, v in d["steps"].items()}}
+        return cls(**d)
+
+    def steps_for(self, consumer: str) -> int:
+        """Sampling steps for a consumer: ``human`` gets the human setting, a task the
+        ``machine`` one (unless the config names the task itself)."""
+        if consumer in self.steps:
+            return int(self.steps[consumer])
+        return int(self.steps["machine"])
+
+    def control_dir(self, rate: str | int | float) -> Path | None:
+        return None if self.control is None else Path(self.control) / f"r{rate}"
+
+
+def component_dir(prior: str | os.PathLike, name: str, cache: str | os.PathLike | None) -> Path:
+    """``prior/name`` as a local directory, or the cached snapshot of the Hub id
+    ``prior/name``: the same call serves a local SD-layout directory and a Hub id, and a Hub
+    prior is fetched one subfolder at a time (SD repos also hold multi-GB checkpoints)."""
+    local = Path(prior).expanduser()
+    if local.is_dir() and not (local / name).is_dir():
+        raise DiscoverError(f"diffusion prior {local} has no {name}/ (needs {list(COMPONENTS)})")
+    return resolve_pretrained_dir(local / name if local.is_dir() else f"{prior}/{name}", cache)
+
+
+class Prior(NamedTuple):
+    """The frozen parts of a Stable-Diffusion-layout prior."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+
+
+def load_prior(
+    prior: str | os.PathLike,
+    *,
+    cache: str | os.PathLike | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Prior:
+    """UNet, VAE, text encoder, tokenizer and DDIM scheduler of an SD-layout prior (local
+    directory or cached Hub id), frozen. The VAE stays in float32 when its config asks to be
+    upcast (SD's does: its decoder overflows in float16)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    where = {name: component_dir(prior, name, cache) for name in COMPONENTS}
+    unet = UNet2DConditionModel.from_pretrained(where["unet"], torch_dtype=dtype)
+    upcast = AutoencoderKL.load_config(where["vae"]).get("force_upcast", True)
+    vae_dtype = torch.float32 if upcast else dtype
+    vae = AutoencoderKL.from_pretrained(where["vae"], torch_dtype=vae_dtype)
+    text_encoder = CLIPTextModel.from_pretrained(where["text_encoder"], torch_dtype=dtype)
+    tokenizer = CLIPTokenizer.from_pretrained(where["tokenizer"])
+    # SD 2.1-base's scheduler config names PNDMScheduler; DDIM reads the same schedule.
+    scheduler = DDIMScheduler.from_pretrained(where["scheduler"])
+    for model in (unet, vae, text_encoder):
+        model.requires_grad_(False).eval()
+    return Prior(unet, vae, text_encoder, tokenizer, scheduler)
+
+
+@torch.no_grad()
+def prompt_embedding(tokenizer, text_encoder, prompt: str = "") -> torch.Tensor:
+    """(1, L, D): the text encoder's last hidden state for ``prompt`` padded to the
+    tokenizer's length, as SD's pipeline conditions its UNet."""
+    ids = tokenizer(
+        prompt,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    return text_encoder(ids.to(text_encoder.device))[0]
+
+
+class CompositionPipeline:
+    """Frozen prior + control module + DDIM: ``compose`` ẑ_c into z_0, ``decode`` z_0 into x̂.
+
+    Same stream, seed, steps and device => same image. Batches are (N, 4, h, w); h and w must
+    be multiples of the UNet's downsampling (8 for SD: the codec pads images to 64 pixels).
+    """
+
+    def __init__(self, unet, controlnet, vae, text_encoder, tokenizer, scheduler):
+        self.unet = unet.eval().requires_grad_(False)
+        self.controlnet = controlnet.eval().requires_grad_(False)
+        self.vae = vae.eval().requires_grad_(False)
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        prior: str | os.PathLike,
+        control: str | os.PathLike | None = None,
+        *,
+        cache: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        fp16: bool = False,
+    ) -> CompositionPipeline:
+        """Load the prior's components and the control module C (a ``save_pretrained``
+        directory). Without ``control``, C is a fresh copy of the UNet's encoder: its zero
+        convolutions make it a no-op, i.e. the unconditional prior (tests, benchmarks).
+
+        ``fp16`` (CUDA only) loads UNet, C and the text encoder in half precision; the VAE
+        stays in float32 when its config asks to be upcast (SD's does).
+        """
+        from discover.composition.control import control_from_unet, load_control
+
+        device = torch.device(device)
+        if fp16 and device.type != "cuda":
+            raise DiscoverError("composition: fp16 needs a CUDA device")
+        dtype = torch.float16 if fp16 else torch.float32
+        parts = load_prior(prior, cache=cache, dtype=dtype)
+        if control:
+            controlnet = load_control(control, dtype)
+        else:
+            controlnet = control_from_unet(parts.unet)
+            controlnet = controlnet.half() if fp16 else controlnet
+        pipe = cls(
+            parts.unet,
+            controlnet,
+            parts.vae,
+            parts.text_encoder,
+            parts.tokenizer,
+            parts.scheduler,
+        )
+        return pipe.to(device)
+
+    def to(self, device: str | torch.device) -> CompositionPipeline:
+        for model in (self.unet, self.controlnet, self.vae, self.text_encoder):
+            model.to(device)
+        self._prompt_cache.clear()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def encode_prompt(self, prompt: str = "") -> torch.Tensor:
+        """(1, L, D) text embedding, cached per prompt: a decoder composes many images with
+        the same prompt (by default the empty one)."""
+        if prompt not in self._prompt_cache:
+            hidden = prompt_embedding(self.tokenizer, self.text_encoder, prompt)
+            self._prompt_cache[prompt] = hidden.to(self.dtype)
+        return self._prompt_cache[prompt]
+
+    def initial_noise(self, shape: Sequence[int], seed: int | Sequence[int]) -> torch.Tensor:
+        """z_T: one generator per item, seeded by the item's seed, on the pipeline's device,
+        so an item's noise does not depend on its batch. (CPU and CUDA generators differ.)"""
+        n = shape[0]
+        seeds = [int(seed)] * n if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for a batch of {n}")
+        return torch.stack(
+            [
+                torch.randn(
+                    tuple(shape[1:]),
+                    generator=torch.Generator(self.device).manual_seed(s),
+                    device=self.device,
+                    dtype=self.dtype,
+                )
+                for s in seeds
+            ]
+        )
+
+    @torch.no_grad()
+    def compose(
+        self,
+        z_c_hat: torch.Tensor,
+        steps: int,
+        seed: int | Sequence[int] = 0,
+        prompt: str = "",
+        guidance_scale: float = 1.0,
+        conditioning_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """z_0 from ẑ_c (N, 4, h, w): ``steps`` DDIM steps conditioned on C(ẑ_c) and ``prompt``.
+
+        ``guidance_scale`` > 1 adds classifier-free guidance against the empty prompt (two UNet
+        passes per step); the paper composes with the empty prompt and no guidance.
+        """
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)  # no shared state
+        scheduler.set_timesteps(steps, device=self.device)
+        cond = z_c_hat.to(self.device, self.dtype)
+        n = cond.shape[0]
+        text = self.encode_prompt(prompt).expand(n, -1, -1)
+        guided = guidance_scale > 1.0
+        if guided:
+            text = torch.cat((self.encode_prompt("").expand(n, -1, -1), text))
+            cond = torch.cat((cond, cond))
+        latents = self.initial_noise(z_c_hat.shape, seed) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            model_in = torch.cat((latents, latents)) if guided else latents
+            model_in = scheduler.scale_model_input(model_in, t)
+            down, mid = self.controlnet(
+                model_in,
+                t,
+                encoder_hidden_states=text,
+                controlnet_cond=cond,
+                conditioning_scale=conditioning_scale,
+                return_dict=False,
+            )
+            eps = self.unet(
+                model_in,
+                t,
+                encoder_hidden_states=text,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ).sample
+            if guided:
+                uncond, text_eps = eps.chunk(2)
+                eps = uncond + guidance_scale * (text_eps - uncond)
+            latents = scheduler.step(eps, t, latents, eta=0.0).prev_sample
+        return latents
+
+    @torch.no_grad()
+    def decode(self, z0: torch.Tensor) -> torch.Tensor:
+        """x̂ = D(z_0) in [0, 1], (N, 3, 8h, 8w)."""
+        return decode_latent(self.vae, z0.to(self.vae.device, self.vae.dtype)).float()
+
+    def __call__(
+        self,
+        z_c_hat: torch.Tensor,
+        steps: int,
+        seed: int | Sequence[int] = 0,
+        prompt: str = "",
+        guidance_scale: float = 1.0,
+        conditioning_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """x̂ = D(compose(ẑ_c)): the composed images in [0, 1]."""
+        z0 = self.compose(z_c_hat, steps, seed, prompt, guidance_scale, conditioning_scale)
+        return self.decode(z0)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: CompositionSettings,
+        rate: str | int | float,
+        *,
+        cache: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+    ) -> CompositionPipeline:
+        """The pipeline of one rate point as the codec config describes it."""
+        return cls.from_pretrained(
+            settings.prior,
+            settings.control_dir(rate),
+            cache=cache,
+            device=device,
+            fp16=settings.fp16,
+        )

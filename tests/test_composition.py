@@ -1,0 +1,342 @@
+"""Generative composition: the latent-resolution control module, the SD-layout pipeline and
+the two-stage training of Eq. 4 (tiny models built in temporary directories)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from discover.codecs.compressai_models import tensor_to_image
+from discover.composition.control import (
+    LatentControlNetModel,
+    control_from_unet,
+    load_control,
+    parameter_count,
+)
+from discover.composition.pipeline import CompositionPipeline, CompositionSettings, load_prior
+from discover.composition.prior import (
+    SD21_BASE_TEXT_CONFIG,
+    SD21_BASE_UNET_CONFIG,
+    SD21_BASE_VAE_CONFIG,
+    build_prior,
+)
+from discover.errors import DiscoverError
+from discover.training.composition import (
+    CheckpointMismatchError,
+    CompositionTrainer,
+    checkpoints,
+    resolve_mixed_precision,
+    train_composition,
+    train_prior,
+)
+from discover.weights import HubSpec, sha256
+
+from .conftest import ROOT
+
+VAE = ROOT / "weights" / "discover-mini" / "vae"
+#: Smaller than the mini prior (TINY_UNET_CONFIG) so that the tests stay fast.
+TEST_UNET = {
+    "sample_size": 8,
+    "block_out_channels": [16, 32],
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "attention_head_dim": [2, 2],
+    "cross_attention_dim": 16,
+}
+TEST_TEXT = {
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 8,
+    "projection_dim": 16,
+}
+SPEC = {
+    "codec": "mini",
+    "batch_size": 1,
+    "crop": 64,
+    "num_images": 2,
+    "lr": 1e-3,
+    "conditioning_embedding_out_channels": [8, 16],
+}
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    return build_prior(
+        tmp_path_factory.mktemp("prior") / "tiny-sd",
+        VAE,
+        unet_config=TEST_UNET,
+        text_config=TEST_TEXT,
+    )
+
+
+@pytest.fixture(scope="module")
+def control_dir(prior_dir, tmp_path_factory):
+    """A control module with random (non-zero) weights: its condition visibly matters."""
+    torch.manual_seed(1)
+    control = control_from_unet(load_prior(prior_dir).unet, (8, 16))
+    with torch.no_grad():
+        for p in control.parameters():
+            p.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("control") / "r1"
+    control.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe(prior_dir, control_dir):
+    return CompositionPipeline.from_pretrained(prior_dir, control_dir)
+
+
+def state(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- the control module -----------------------------------------------------------------------
+def test_latent_conditioning_keeps_resolution_and_round_trips(prior_dir, tmp_path):
+    unet = load_prior(prior_dir).unet
+    control = control_from_unet(unet, (8, 16))
+    z = torch.randn(2, 4, 8, 12)
+    text = torch.randn(2, 8, 16)
+    assert control.controlnet_cond_embedding(z).shape == (2, 16, 8, 12)  # C0 x h x w
+    # Zero convolutions: a fresh C leaves the prior's prediction exactly as it was.
+    down, mid = control(z, 10, text, z, return_dict=False)
+    assert all(not r.any() for r in down) and not mid.any()
+
+    with torch.no_grad():
+        for p in control.parameters():
+            p.normal_()
+    control.save_pretrained(tmp_path / "c")
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["_class_name"] == (
+        "LatentControlNetModel"
+    )
+    loaded = load_control(tmp_path / "c")
+    assert type(loaded) is LatentControlNetModel
+    assert same(state(control), state(loaded))
+    assert all(conv.stride == (1, 1) for conv in loaded.controlnet_cond_embedding.blocks)
+    out_a = control(z, 10, text, z, return_dict=False)
+    out_b = loaded(z, 10, text, z, return_dict=False)
+    assert all(torch.equal(a, b) for a, b in zip(out_a[0], out_b[0], strict=True))
+    assert torch.equal(out_a[1], out_b[1])
+
+
+def test_sd21_base_unet_and_control_module_on_meta_device():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        vae = AutoencoderKL(**SD21_BASE_VAE_CONFIG)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**SD21_BASE_TEXT_CONFIG))
+        unet = UNet2DConditionModel(**SD21_BASE_UNET_CONFIG)
+        control = control_from_unet(unet)
+        z = torch.empty(1, 4, 64, 64)  # ẑ_c of a 512x512 image
+        text = torch.empty(1, 77, 1024)
+        embedded = control.controlnet_cond_embedding(z)
+        down, mid = control(z, 999, text, z, return_dict=False)
+        eps = unet(
+            z, 999, text, down_block_additional_residuals=down, mid_block_additional_residual=mid
+        )
+    assert parameter_count(unet) == 865_910_724
+    assert parameter_count(vae) == 83_653_863
+    assert parameter_count(text_encoder) == 340_387_840
+    # Stock ControlNet-for-SD-2.1 size: the stride-1 embedding has the stock layer shapes.
+    assert parameter_count(control) == 364_228_384
+    assert parameter_count(control.controlnet_cond_embedding) == 1_086_624
+    assert embedded.shape == (1, 320, 64, 64)
+    assert [tuple(r.shape[-2:]) for r in down[:3]] == [(64, 64)] * 3
+    assert mid.shape == (1, 1280, 8, 8)
+    assert eps.sample.shape == (1, 4, 64, 64)
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+def test_local_directory_and_cached_hub_id_load_alike(prior_dir, control_dir, tmp_path):
+    cache = tmp_path / "cache"
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        spec = HubSpec("someone/tiny-sd", name)
+        shutil.copytree(prior_dir / name, cache / spec.snapshot / name)
+        (cache / spec.filename).write_text("{}")
+    local = CompositionPipeline.from_pretrained(prior_dir, control_dir)
+    hub = CompositionPipeline.from_pretrained("someone/tiny-sd", control_dir, cache=cache)
+    assert same(state(local.unet), state(hub.unet))
+    assert same(state(local.vae), state(hub.vae))
+    z = torch.randn(1, 4, 8, 8)
+    assert torch.equal(local.compose(z, 2, seed=3), hub.compose(z, 2, seed=3))
+    with pytest.raises(DiscoverError, match="no unet/"):
+        CompositionPipeline.from_pretrained(tmp_path / "cache")
+
+
+def test_sampling_is_seeded_and_batchable(pipe):
+    torch.manual_seed(0)
+    z = torch.randn(1, 4, 8, 8)
+    first = pipe.compose(z, 3, seed=7)
+    assert torch.equal(first, pipe.compose(z, 3, seed=7))
+    assert not torch.allclose(first, pipe.compose(z, 3, seed=8))
+    # The condition matters, and a stream's item does not depend on its batch.
+    assert not torch.allclose(first, pipe.compose(z + 1, 3, seed=7))
+    both = pipe.compose(torch.cat((z, z + 1)), 3, seed=7)
+    assert torch.allclose(both[:1], first, atol=1e-5)
+    image = pipe.decode(first)
+    assert image.shape == (1, 3, 64, 64) and 0 <= image.min() and image.max() <= 1
+
+
+def test_steps_come_from_the_config():
+    settings = CompositionSettings.from_dict({"prior": "p", "control": "c", "steps": {"human": 50}})
+    assert settings.steps_for("human") == 50
+    assert settings.steps_for("detection") == 8
+    assert str(settings.control_dir(2)).endswith("r2")
+    with pytest.raises(DiscoverError, match="unknown keys"):
+        CompositionSettings.from_dict({"prior": "p", "stepz": 3})
+
+
+def test_codec_decodes_with_composition(pipe):
+    from discover.codec.api import load_model_dir
+    from discover.datasets.synthetic_scenes import SceneGenerator
+
+    # The committed mini codec targets the VAE the test prior was built with.
+    model = load_model_dir("discover-mini", "1")
+    image = np.ascontiguousarray(SceneGenerator(0, "val", 64, 64, 1, 2).render(0)[0][:60, :64])
+    container = model.encode(image, {})
+    settings = CompositionSettings(prior="unused", steps={"machine": 2, "human": 3}, seed=5)
+    out = model.decode_composed(container, "human", pipe, settings)
+    assert out.shape == (60, 64, 3) and out.dtype == np.uint8
+    z_c_hat = model.decode_latent(container, "human").clone()
+    expected = pipe.decode(pipe.compose(z_c_hat, 3, seed=5))
+    assert np.array_equal(out, tensor_to_image(expected, 60, 64))
+
+
+# -- training ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stages(prior_dir):
+    """A few steps of each stage on one fixed mini batch, with snapshots around stage II."""
+    trainer = CompositionTrainer(SPEC, 1.0, prior=prior_dir, steps=3, stage2_steps=3)
+    frozen_prior = {"unet": state(trainer.unet), "vae": state(trainer.vae)}
+    fixed = trainer.sample_batch()
+    one = [trainer.train_step(fixed)["loss"] for _ in range(3)]
+    trainer.begin_stage(2)
+    fixed = trainer.sample_batch()
+    assert fixed.keep is not None and fixed.keep.shape == (1, 1, 4, 4)
+    before = state(trainer.model)
+    two = [trainer.train_step(fixed)["loss"] for _ in range(3)]
+    return {
+        "trainer": trainer,
+        "stage1": one,
+        "stage2": two,
+        "before": before,
+        "after": state(trainer.model),
+        "prior_before": frozen_prior,
+    }
+
+
+def test_both_stages_decrease_their_losses(stages):
+    assert stages["stage1"][-1] < stages["stage1"][0]
+    assert stages["stage2"][-1] < stages["stage2"][0]
+
+
+def test_stage_two_freezes_encoder_hyperprior_and_prior(stages):
+    before, after = stages["before"], stages["after"]
+    frozen = ("codec.g_a.", "codec.latent_codec.")  # g_a; h_a, h_s, entropy model, contexts
+    for name in before:
+        if name.startswith(frozen):
+            assert torch.equal(before[name], after[name]), f"{name} changed in stage II"
+    for part in ("codec.g_s.", "codec.M.", "control."):
+        assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith(part)), (
+            f"{part} not trained in stage II"
+        )
+    trainer = stages["trainer"]
+    assert same(stages["prior_before"]["unet"], state(trainer.unet))
+    assert same(stages["prior_before"]["vae"], state(trainer.vae))
+    assert not any(p.requires_grad for p in trainer.unet.parameters())
+
+
+def test_resume_after_kill_gives_the_same_weights(prior_dir, tmp_path):
+    # Killed inside stage II: its optimizer, LR schedule and mask stream must all resume.
+    spec = {**SPEC, "grad_accum": 2, "checkpoint_every": 1}
+
+    def run(out, **kw):
+        return train_composition(
+            out / "r1.pth.tar",
+            out / "control" / "r1",
+            out / "r1.json",
+            spec,
+            1.0,
+            prior=prior_dir,
+            model_id="test",
+            steps=1,
+            stage2_steps=2,
+            log_csv=out / "r1.losses.csv",
+            **kw,
+        )
+
+    run(tmp_path / "whole")
+    killed = tmp_path / "killed"
+    assert run(killed, stop_after=2) == {"finished": False, "step": 2}
+    assert [p.name for p in checkpoints(killed / "control" / ".r1.checkpoints")] == [
+        "step-00000001.pt",
+        "step-00000002.pt",
+    ]
+    with pytest.raises(CheckpointMismatchError, match="lambda_r"):
+        train_composition(
+            killed / "r2.pth.tar",
+            killed / "control" / "r1",
+            killed / "r2.json",
+            spec,
+            2.0,
+            prior=prior_dir,
+            model_id="test",
+            steps=1,
+            stage2_steps=2,
+        )
+    torch.manual_seed(12345)  # a new process starts from other RNG states
+    meta = run(killed)
+    assert meta["final"]["step"] == 3 and meta["final"]["stage"] == 2
+    whole = torch.load(tmp_path / "whole" / "r1.pth.tar", weights_only=True)
+    resumed = torch.load(killed / "r1.pth.tar", weights_only=True)
+    assert same(whole, resumed)
+    assert same(
+        state(load_control(tmp_path / "whole" / "control" / "r1")),
+        state(load_control(killed / "control" / "r1")),
+    )
+
+    def losses(out):
+        with open(out / "r1.losses.csv") as fh:
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(fh)]
+
+    assert losses(tmp_path / "whole") == losses(killed)
+    assert not (killed / "control" / ".r1.checkpoints").exists()  # removed once finished
+    # The codec loads like any trained rate point.
+    from discover.codec.api import load_codec_net
+
+    load_codec_net(killed / "r1.pth.tar")
+
+
+def test_mixed_precision_is_off_on_cpu():
+    assert resolve_mixed_precision("auto", torch.device("cpu")) == "no"
+    with pytest.raises(DiscoverError, match="CUDA"):
+        resolve_mixed_precision("bf16", torch.device("cpu"))
+
+
+def test_train_prior_writes_a_prior_the_pipeline_loads(tmp_path):
+    spec = {"steps": 2, "batch_size": 1, "crop": 64, "num_images": 1}
+    meta = train_prior(
+        tmp_path / "prior",
+        {**spec, "unet": TEST_UNET, "text_encoder": TEST_TEXT},
+        vae_dir=VAE,
+        meta_path=tmp_path / "prior.json",
+    )
+    assert meta["final"]["step"] == 2
+    assert "unet/diffusion_pytorch_model.safetensors" in meta["sha256"]
+    # The VAE is the codec's: ẑ_c and the prior's latents are the same space.
+    vae_file = "diffusion_pytorch_model.safetensors"
+    assert meta["sha256"][f"vae/{vae_file}"] == sha256(VAE / vae_file)
+    pipe = CompositionPipeline.from_pretrained(tmp_path / "prior")
+    assert pipe.compose(torch.zeros(1, 4, 8, 8), 2).shape == (1, 4, 8, 8)
