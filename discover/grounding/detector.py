@@ -214,7 +214,8 @@ class TorchvisionDetector:
         """Every detection of the model (above its own internal score cut), labelled with
         category names."""
         arr = check_image(image)
-        tensor = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 255.0
+        # a copy: decoded images may be read-only arrays, which torch.from_numpy warns about
+        tensor = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float() / 255.0
         (out,) = self.model([tensor.to(self.device)])
         labels = [self.categories.get(int(i), f"class {int(i)}") for i in out["labels"].tolist()]
         return Detections.from_xyxy(
