@@ -347,7 +347,7 @@ class Plan:
             entry["vae"] = str(self.discover_vae_dir(model))
         elif "trained" in entry:
             entry["weights"] = {rate: str(self.zoo_weight_path(entry.pop("trained"), rate))}
-        if self.official_weight(codec, rate) is not None:
+        if self.official_codec_weights(codec, rate) or "composition" in entry:
             entry["weights_cache"] = self.weights_cache
         return {"codecs": {codec: entry}, **self.per_image_job_config()}
 
@@ -390,13 +390,18 @@ class Plan:
 
         return get_codec(codec, self.config).official_weight(rate)
 
+    def official_codec_weights(self, codec: str, rate: str) -> list:
+        """Every cached weight a codec's rate point loads (e.g. a Hub prior's five parts)."""
+        from discover.codecs import get_codec
+
+        return get_codec(codec, self.config).official_weights(rate)
+
     def official_weights(self) -> dict:
         """Cache file name -> WeightSpec, for every configured official weight."""
         specs = {}
         for codec in self.measured_codecs:
             for rate in self.rates(codec):
-                spec = self.official_weight(codec, rate)
-                if spec is not None:
+                for spec in self.official_codec_weights(codec, rate):
                     specs[spec.filename] = spec
         from discover.metrics.catalog import official_metric_weights
 
@@ -435,9 +440,9 @@ class Plan:
             return [str(self.zoo_weight_path(entry["trained"], rate))]
         weights = {str(k): v for k, v in (entry.get("weights") or {}).items()}
         files = [weights[rate]] if rate in weights else []
-        # an official weight besides given ones (DISCOVER's SD VAE from the Hub)
-        spec = self.official_weight(codec, rate)
-        return files + ([f"{self.weights_cache}/{spec.filename}"] if spec else [])
+        # official weights besides given ones (DISCOVER's SD VAE and prior from the Hub)
+        specs = self.official_codec_weights(codec, rate)
+        return files + [f"{self.weights_cache}/{spec.filename}" for spec in specs]
 
     def zoo_training_spec(self, model: str) -> dict:
         return dict(self.config["zoo_training"][model])

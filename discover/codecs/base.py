@@ -64,6 +64,11 @@ class Codec:
         weights cache, or None (no weights, or weights given explicitly)."""
         return None
 
+    def official_weights(self, rate) -> list:
+        """Every cached weight of a rate point (most codecs read at most one)."""
+        spec = self.official_weight(rate)
+        return [] if spec is None else [spec]
+
     def check(self) -> str:
         """Verify that everything the codec needs is present; return a one-line description."""
         return ", ".join(f"{k}={self.binary(k)}" for k, _, _ in self.binaries) or "built in"

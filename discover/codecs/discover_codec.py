@@ -6,7 +6,11 @@ local ``from_pretrained`` directory or a Hub id through the weights cache). ``ta
 name to its mask source: ``gt`` (the dataset's annotated boxes) or ``none`` (nothing
 transmitted for the task) or ``grounding`` (the default: the boxes the semantics stage grounded
 for the task's labels, discover.semantics); ``consumers`` picks which decodings the tables show
-(``human`` = all of ŷ, decoded without composition: the VAE decoder on ẑ_c).
+(``human`` = all of ŷ). Without ``composition`` a consumer's image is the VAE decoder on ẑ_c
+("DISCOVER w/o composition"); with ``composition: {prior, control, steps: {machine, human},
+prompt, seed}`` ẑ_c conditions the diffusion prior through the control module of the rate
+point (``control/r<λ_R>/``), with ``steps.machine`` DDIM steps for task consumers and
+``steps.human`` for the human one (discover.composition).
 """
 
 from __future__ import annotations
@@ -100,6 +104,35 @@ class DiscoverCodec(Codec):
             return None
         return hub_spec(self.vae_ref)
 
+    def official_weights(self, rate) -> list:
+        """The SD VAE (unless local) and, with composition from a Hub prior, its five parts."""
+        from discover.composition.pipeline import COMPONENTS
+
+        specs = super().official_weights(rate)
+        prior = (self.cfg.get("composition") or {}).get("prior")
+        if prior and not Path(str(prior)).expanduser().is_dir():
+            specs += [hub_spec(f"{prior}/{name}") for name in COMPONENTS]
+        return list({s.filename: s for s in specs}.values())
+
+    @property
+    def composition(self):
+        """CompositionSettings, or None ("w/o composition")."""
+        from discover.composition import CompositionSettings
+
+        cfg = self.cfg.get("composition")
+        return CompositionSettings.from_dict(cfg) if cfg else None
+
+    def composer(self, rate):
+        """The composition pipeline of a rate point (loaded once per job)."""
+        from discover.composition import CompositionPipeline
+
+        key = ("composer", str(rate))
+        if key not in self._models:
+            self._models[key] = CompositionPipeline.from_settings(
+                self.composition, rate, cache=self.cfg.get("weights_cache"), device=self.device
+            )
+        return self._models[key]
+
     def check(self) -> str:
         paths = [str(self.weight_path(r)) for r in self.rates]
         return f"DISCOVER {self.model_id}, codec weights: {', '.join(paths)}, VAE {self.vae_ref}"
@@ -178,7 +211,12 @@ class DiscoverCodec(Codec):
                 f"{path}: stream is {container.width}x{container.height}, "
                 f"expected {shape[1]}x{shape[0]}"
             )
-        return self.model(rate).decode(container, consumer, str(path))
+        settings = self.composition
+        if settings is None:
+            return self.model(rate).decode(container, consumer, str(path))
+        return self.model(rate).decode_composed(
+            container, consumer, self.composer(rate), settings, str(path)
+        )
 
 
 def load_image_annotations(reference_dir: str | Path) -> dict[str, list] | None:
