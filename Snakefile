@@ -19,6 +19,7 @@ include: "rules/semantics.smk"
 include: "rules/discover.smk"
 include: "rules/tables.smk"
 include: "rules/perception.smk"
+include: "rules/tasks.smk"
 include: "rules/training.smk"
 include: "rules/weights.smk"
 
@@ -36,6 +37,7 @@ localrules:
     bd_table,
     rd_plot,
     perception_table,
+    task_table,
     task_labels,
     grounding_report,
     fetch_weight,

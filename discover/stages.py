@@ -17,8 +17,7 @@ from discover.codecs import get_codec
 from discover.datasets import get_dataset, shard_items
 from discover.errors import CodecError, DatasetError
 from discover.io import atomic_dir, atomic_path, write_bytes_atomic, write_text_atomic
-from discover.metrics import METRICS
-from discover.metrics.catalog import image_scorers, metric_columns
+from discover.metrics.catalog import image_scorers, metric_columns, metric_info
 
 log = logging.getLogger("discover")
 
@@ -248,17 +247,20 @@ def aggregate_rd(
     rd_csv: str | Path,
     per_image_csv: str | Path,
     fid_csv: str | Path | None = None,
+    task_csvs: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
     """One RD row per rate point: bpp = all bits / all pixels (the paper's definition); per-image
     metrics are means over images, FID/KID come from the row's ``fid_csv``. Per-image rows are
-    kept alongside. A metric that is not computed (``config["metric_status"]``) stays empty and
-    the reason is in the row's ``notes``."""
+    kept alongside; task metrics (``<task>_<metric>``) come from the row's ``task_csvs``. A
+    metric that is not computed (``config["metric_status"]``) stays empty and the reason is in
+    the row's ``notes``."""
     entry = config["codecs"][codec]
     columns = metric_columns(config)
     status = config.get("metric_status") or {}
     distribution = pd.DataFrame()
     if fid_csv is not None:
         distribution = pd.read_csv(fid_csv, dtype={"rate": str}).set_index("rate")
+    task_metrics = [pd.read_csv(p, dtype={"rate": str}).set_index("rate") for p in task_csvs]
     rows, per_image = [], []
     for rate in entry["rates"]:
         parts = [pd.read_csv(p, dtype={"id": str}) for p in shard_csvs[str(rate)]]
@@ -279,13 +281,19 @@ def aggregate_rd(
         for m in columns:
             if m in status:
                 row[m] = np.nan
-            elif METRICS[m].kind == "distribution":
+            elif metric_info(m).kind == "distribution":
                 row[m] = float(distribution.loc[str(rate), m])
             else:
                 row[m] = float(df[m].replace([np.inf], np.nan).mean())
+        for t in task_metrics:
+            for column in t.columns:
+                if column != "images":
+                    row[column] = float(t.loc[str(rate), column])
         row["published"] = False
         row["source"] = "measured"
-        row["notes"] = "; ".join(f"{METRICS[m].label} {status[m]}" for m in columns if m in status)
+        row["notes"] = "; ".join(
+            f"{metric_info(m).label} {status[m]}" for m in columns if m in status
+        )
         rows.append(row)
     rd = pd.DataFrame(rows).sort_values("bpp", kind="stable").reset_index(drop=True)
     with atomic_path(rd_csv) as tmp:
@@ -341,7 +349,7 @@ def bd_table(
                 "published": bool(t["published"].iloc[0]) if "published" in t else False,
                 "anchor": anchor,
                 "metric": m,
-                "bd_metric_name": f"BD-{METRICS[m].label}" if m in METRICS else f"BD-{m}",
+                "bd_metric_name": f"BD-{metric_info(m).label}",
                 "method": method,
             }
             if m in status:
@@ -359,7 +367,7 @@ def bd_table(
                         anchor_name=f"{dataset}/{anchor}/{m}",
                         test_name=f"{dataset}/{codec}/{m}",
                         min_points=min_points,
-                        higher_is_better=METRICS[m].higher_is_better if m in METRICS else True,
+                        higher_is_better=metric_info(m).higher_is_better,
                     )
                     row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
                 except MetricInputError as exc:
@@ -389,7 +397,7 @@ def perception_tables(
     A metric that is not computed shows its reason ("not computed: weight X missing, run
     `snakemake fetch_weights`") in its cells, never a blank or a made-up number."""
     status = config.get("metric_status") or {}
-    human = [m for m in metric_columns(config) if METRICS[m].kind != "fidelity"]
+    human = [m for m in metric_columns(config) if metric_info(m).kind != "fidelity"]
     rd = pd.read_csv(rd_csv, dtype={"rate": str})
     bd = pd.read_csv(bd_csv)
 
@@ -403,7 +411,7 @@ def perception_tables(
         row = {"row": codec, "label": t["label"].iloc[0]}
         for m in human:
             hit = t[t["metric"] == m]
-            label = METRICS[m].label
+            label = metric_info(m).label
             value = hit["bd_metric"].iloc[0] if len(hit) else float("nan")
             rate = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
             row[f"BD-{label}"] = cell(value, m, 4)
@@ -416,7 +424,7 @@ def perception_tables(
     notes = {m: f"not computed [{k + 1}]" for k, m in enumerate(sorted(set(status) & set(human)))}
     md_table = table.copy()
     for m in human:
-        for column in (f"BD-{METRICS[m].label}", f"BD-rate {METRICS[m].label} (%)"):
+        for column in (f"BD-{metric_info(m).label}", f"BD-rate {metric_info(m).label} (%)"):
             if m in notes and column in md_table:
                 md_table[column] = notes[m]
     anchor = config.get("anchor", "")
@@ -436,12 +444,12 @@ def perception_tables(
     per_rate["bpp"] = per_rate["bpp"].map(lambda v: f"{v:.4f}")
     for m in human:
         values = rd[m] if m in rd else [float("nan")] * len(rd)
-        per_rate[METRICS[m].label] = [notes.get(m) or cell(v, m, 4) for v in values]
+        per_rate[metric_info(m).label] = [notes.get(m) or cell(v, m, 4) for v in values]
     lines.append(_markdown(per_rate))
     if notes:
         lines += [
             "",
-            *(f"[{n.split('[')[1]} {METRICS[m].label} {status[m]}" for m, n in notes.items()),
+            *(f"[{n.split('[')[1]} {metric_info(m).label} {status[m]}" for m, n in notes.items()),
         ]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table
@@ -452,3 +460,155 @@ def _markdown(df: pd.DataFrame) -> str:
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+# -- machine-vision tasks ---------------------------------------------------------------------
+def _coco_ids(reference_dir: str | Path) -> dict[str, int]:
+    """Image id of the shard index -> its integer COCO image id (from the shard's annotations;
+    without annotations, the image's position in the dataset)."""
+    index = read_index(reference_dir)
+    path = Path(reference_dir) / "annotations.json"
+    if path.is_file():
+        images = json.loads(path.read_text())["images"]
+        by_stem = {Path(img["file_name"]).stem: int(img["id"]) for img in images}
+        missing = [i for i in index["id"] if i not in by_stem]
+        if missing:
+            raise DatasetError(f"{path}: image {missing[0]} of the shard has no annotation entry")
+        return {i: by_stem[i] for i in index["id"]}
+    shard = int(Path(reference_dir).name.lstrip("s") or 0)
+    return {i: shard * 1_000_000 + k for k, i in enumerate(index["id"])}
+
+
+def run_task_predict(
+    config: Mapping[str, Any],
+    task: str,
+    reference_dir: str | Path,
+    images_dir: str | Path,
+    out_json: str | Path,
+) -> list:
+    """A task model's predictions on one shard of decoded (or reference) images, saved per
+    image (COCO results / top-k) so that metrics can be recomputed without the model."""
+    from discover.tasks import get_task, save_predictions
+
+    t = get_task(task, config, config.get("weights_cache"))
+    ids = _coco_ids(reference_dir)
+    categories = None
+    ann = Path(reference_dir) / "annotations.json"
+    if ann.is_file():
+        categories = json.loads(ann.read_text())["categories"]
+
+    def images():
+        for stem, coco_id in ids.items():
+            path = Path(images_dir) / f"{stem}.png"
+            try:
+                yield coco_id, np.asarray(Image.open(path).convert("RGB"))
+            except OSError as exc:
+                raise DatasetError(f"cannot read image {path}: {exc}") from exc
+
+    predictions = t.predict(images(), categories=categories)
+    save_predictions(out_json, predictions)
+    return predictions
+
+
+def run_task_eval(
+    config: Mapping[str, Any],
+    task: str,
+    reference_dirs: Sequence[str | Path],
+    predictions: Mapping[str, Sequence[str | Path]],
+    out_csv: str | Path,
+) -> pd.DataFrame:
+    """Task metrics of one table row at each rate point (``predictions``: rate -> the shards'
+    prediction files), from the saved predictions and the shards' annotations/labels."""
+    from discover.tasks import classification_accuracy, coco_evaluate, load_predictions
+    from discover.tasks.registry import resolve, task_type
+
+    cfg = dict((config.get("tasks") or {})[task])
+    cls = resolve(task_type(task, cfg))
+    gt = _merged_annotations(reference_dirs)
+    ids = [i for d in reference_dirs for i in _coco_ids(d).values()]
+    evaluator = str(cfg.get("evaluator", "pycocotools"))
+    rows = []
+    for rate, files in predictions.items():
+        preds = [p for f in files for p in load_predictions(f)]
+        # the task types' own evaluation, from saved predictions (no model needed)
+        if hasattr(cls, "iou_types"):
+            metrics: dict = {}
+            for iou_type in cls.iou_types:
+                metrics.update(
+                    coco_evaluate(preds, gt, iou_type, evaluator=evaluator, image_ids=ids)
+                )
+        else:
+            metrics = classification_accuracy(preds, gt, image_ids=ids)
+        row = {"rate": str(rate), "images": len(ids)}
+        row.update({f"{task}_{k}": v for k, v in metrics.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+    log.info("task %s (%s): %d rate points", task, cls.name, len(rows))
+    return df
+
+
+def _merged_annotations(reference_dirs: Sequence[str | Path]) -> dict:
+    """The shards' COCO annotations as one document; without annotations, images with the
+    index's class labels (classification)."""
+    merged: dict[str, list] = {"images": [], "annotations": [], "categories": []}
+    for d in reference_dirs:
+        path = Path(d) / "annotations.json"
+        if path.is_file():
+            part = json.loads(path.read_text())
+            merged["images"] += part["images"]
+            merged["annotations"] += part["annotations"]
+            merged["categories"] = part["categories"]
+            continue
+        index = read_index(d)
+        for stem, coco_id in _coco_ids(d).items():
+            label = index.loc[index["id"] == stem, "label"].iloc[0]
+            merged["images"].append({"id": coco_id, "file_name": f"{stem}.png", "label": label})
+    return merged
+
+
+def task_tables(
+    config: Mapping[str, Any],
+    dataset: str,
+    bd_csv: str | Path,
+    reference_csvs: Mapping[str, str | Path],
+    table_csv: str | Path,
+    table_md: str | Path,
+) -> pd.DataFrame:
+    """The paper-style machine-task table of a dataset: rows codecs, columns tasks: BD-rate (%)
+    of each task's main metric against the anchor, and the uncompressed images' score."""
+    from discover.tasks.registry import resolve, task_type
+
+    bd = pd.read_csv(bd_csv)
+    tasks = config.get("tasks") or {}
+    main = {t: f"{t}_{resolve(task_type(t, tasks[t])).metrics[0]}" for t in reference_csvs}
+    rows = []
+    reference = {"row": "uncompressed", "label": "uncompressed (reference images)"}
+    for t, path in reference_csvs.items():
+        ref = pd.read_csv(path)
+        reference[f"{main[t]}"] = float(ref[main[t]].iloc[0])
+        reference[f"BD-rate {main[t]} (%)"] = ""
+    for codec, g in bd.groupby("codec", sort=False):
+        row = {"row": codec, "label": g["label"].iloc[0]}
+        for column in main.values():
+            hit = g[g["metric"] == column]
+            row[column] = ""
+            value = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
+            row[f"BD-rate {column} (%)"] = "" if pd.isna(value) else f"{value:.2f}"
+        rows.append(row)
+    table = pd.DataFrame([reference, *rows])
+    with atomic_path(table_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    lines = [
+        f"# Machine tasks on {dataset}",
+        "",
+        f"BD-rate (%) of each task's main metric against the anchor `{config.get('anchor')}` "
+        "(negative = fewer bits for the same task accuracy); the first row is the task models' "
+        "score on the uncompressed images. DISCOVER rows are its task stream "
+        "(`codec@task`) and its full stream (`codec@human`).",
+        "",
+        _markdown(table.fillna("")),
+    ]
+    write_text_atomic(table_md, "\n".join(lines) + "\n")
+    return table

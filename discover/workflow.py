@@ -86,6 +86,125 @@ class Plan:
             self.has_annotations(dataset), needs_annotations(self.config)
         )
 
+    # -- machine-vision tasks -----------------------------------------------------------------
+    @property
+    def evaluated_tasks(self) -> list[str]:
+        """Tasks with a model (``weights`` or ``trained``): their metrics join the tables."""
+        return [
+            t
+            for t, cfg in (self.config.get("tasks") or {}).items()
+            if (cfg or {}).get("weights") or (cfg or {}).get("trained")
+        ]
+
+    def task_kind(self, task: str) -> str:
+        from discover.tasks.registry import task_type
+
+        return task_type(task, self.config["tasks"][task])
+
+    def task_datasets(self, task: str) -> list[str]:
+        """Datasets a task is evaluated on: with annotations (detection, segmentation) or
+        class labels (classification), restricted by the task's ``datasets``."""
+        cfg = self.config["tasks"][task]
+        wanted = cfg.get("datasets") or self.datasets
+        out = []
+        for d in self.datasets:
+            if d not in wanted:
+                continue
+            labelled = self.config["datasets"][d]["type"] == "imagenet"
+            if self.has_annotations(d) or (self.task_kind(task) == "classification" and labelled):
+                out.append(d)
+        return out
+
+    def task_rows(self, dataset: str, task: str) -> list[str]:
+        """Rows a task is measured on: every measured codec; of DISCOVER, the task's own
+        consumer and the human one (the full stream to the machine: "w/o disentanglement")."""
+        rows = []
+        for row in self.table_rows(dataset):
+            codec, _, consumer = row.partition("@")
+            if codec not in self.measured_codecs:
+                continue
+            if not consumer or consumer in (task, "human"):
+                rows.append(row)
+        return rows
+
+    def tasks_for_row(self, dataset: str, row: str) -> list[str]:
+        return [
+            t
+            for t in self.evaluated_tasks
+            if dataset in self.task_datasets(t) and row in self.task_rows(dataset, t)
+        ]
+
+    def task_checkpoint(self, task: str) -> str | None:
+        """The task model's checkpoint file (trained by the pipeline or given), or None for a
+        torchvision weights name (read from the weights cache)."""
+        from discover.tasks.models import is_weights_name
+
+        cfg = self.config["tasks"][task]
+        if cfg.get("trained"):
+            name = cfg["trained"]
+            if name not in self.config.get("task_training", {}):
+                raise ConfigError(
+                    f"config key task_training.{name}: not defined (tasks.{task} says trained: "
+                    f"{name})"
+                )
+            return str(self.task_model_path(name))
+        weights = str(cfg["weights"])
+        return None if is_weights_name(weights) and not Path(weights).is_file() else weights
+
+    def task_model_path(self, model: str) -> Path:
+        return self.weights_dir / model / "model.pt"
+
+    def task_weight_files(self, task: str) -> list[str]:
+        from discover.tasks.models import required_weights
+
+        checkpoint = self.task_checkpoint(task)
+        if checkpoint is not None:
+            return [checkpoint, str(Path(checkpoint).with_suffix(".json"))]
+        specs = required_weights(self.config["tasks"][task])
+        return [f"{self.weights_cache}/{spec.filename}" for spec in specs]
+
+    def task_job_config(self, task: str) -> dict:
+        cfg = {k: v for k, v in self.config["tasks"][task].items() if k not in ("trained",)}
+        cfg.pop("description", None)
+        cfg.pop("labels", None)
+        cfg.pop("datasets", None)
+        checkpoint = self.task_checkpoint(task)
+        if checkpoint is not None:
+            cfg["weights"] = checkpoint
+        return {"tasks": {task: cfg}, "weights_cache": self.weights_cache}
+
+    def task_metric_columns(self, dataset: str, row: str) -> list[str]:
+        from discover.tasks.registry import resolve
+
+        return [
+            f"{t}_{m}"
+            for t in self.tasks_for_row(dataset, row)
+            for m in resolve(self.task_kind(t)).metrics
+        ]
+
+    def dataset_tasks(self, dataset: str) -> list[str]:
+        return [t for t in self.evaluated_tasks if dataset in self.task_datasets(t)]
+
+    def task_rates(self, row: str) -> list[str]:
+        """Rate points of a task row ("clean" for the reference images)."""
+        return ["clean"] if row == "reference" else self.rates(row)
+
+    def task_gpus(self, task: str) -> int:
+        device = str(self.config["tasks"][task].get("device", "cpu"))
+        return 1 if device.startswith("cuda") else 0
+
+    def table_metrics(self, dataset: str) -> list[str]:
+        """Metric columns of a dataset's tables: the configured ones and its task metrics."""
+        columns = list(self.metrics)
+        for row in self.table_rows(dataset):
+            for c in self.task_metric_columns(dataset, row):
+                if c not in columns:
+                    columns.append(c)
+        return columns
+
+    def task_training_spec(self, model: str) -> dict:
+        return dict(self.config["task_training"][model])
+
     # -- semantics: labels per task, grounding per shard -------------------------------------
     def grounded_tasks(self, codec: str, dataset: str) -> list[str]:
         """Tasks of a DISCOVER codec whose masks come from the semantics stage on a dataset."""
@@ -262,9 +381,7 @@ class Plan:
         reruns no codec job."""
         from discover.metrics import METRICS
 
-        per_image = [
-            m for m in self.config.get("metrics", []) if METRICS[m].kind != "distribution"
-        ]
+        per_image = [m for m in self.config.get("metrics", []) if METRICS[m].kind != "distribution"]
         job = {"metrics": per_image}
         if {"lpips", "dists"} & set(per_image):
             job["perceptual"] = self.config.get("perceptual", {})
@@ -471,7 +588,10 @@ class Plan:
             "import_published": len(self.datasets) * len(self.published_codecs),
             "combine_rd": len(self.datasets),
             "bd_table": len(self.datasets),
-            "rd_plot": len(self.datasets) * len(self.plotted_metrics),
+            "rd_plot": sum(
+                len([m for m in self.table_metrics(d) if m not in self.metric_status])
+                for d in self.datasets
+            ),
             "fid_reference": len(self.datasets) * len(self.fid_feature_sets),
             "fid_kid": sum(
                 len(self.table_rows(d)) - len(self.published_codecs) for d in self.datasets
@@ -479,6 +599,18 @@ class Plan:
             if self.fid_feature_sets
             else 0,
             "perception_table": len(self.datasets) if self.human_metrics else 0,
+            "task_predict": sum(
+                len(self.shards(d))
+                * sum(len(self.task_rates(r)) for r in [*self.task_rows(d, t), "reference"])
+                for t in self.evaluated_tasks
+                for d in self.task_datasets(t)
+            ),
+            "task_eval": sum(
+                len(self.task_rows(d, t)) + 1
+                for t in self.evaluated_tasks
+                for d in self.task_datasets(t)
+            ),
+            "task_table": sum(1 for d in self.datasets if self.dataset_tasks(d)),
             "task_labels": len(self.semantic_tasks),
             "grounding_report": sum(
                 len({t for c in self.discover_codecs for t in self.grounded_tasks(c, d)})

@@ -39,7 +39,7 @@ wildcard_constraints:
     codec="[A-Za-z0-9][A-Za-z0-9_.-]*",
     rate="[^/]+",
     shard="s[0-9]{4}",
-    metric="[a-z_]+",
+    metric="[A-Za-z0-9_]+",
     features="[a-z]+",
     task="[A-Za-z0-9_.-]+",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -70,7 +70,33 @@ def aggregate_inputs(wildcards):
     inputs = {"shards": codec_metric_csvs(wildcards)}
     if PLAN.fid_feature_sets:
         inputs["fid"] = f"{OUT}/metrics/{wildcards.dataset}/fid/{wildcards.codec}.csv"
+    inputs["tasks"] = [
+        f"{OUT}/metrics/{wildcards.dataset}/tasks/{t}/{wildcards.codec}.csv"
+        for t in PLAN.tasks_for_row(wildcards.dataset, wildcards.codec)
+    ]
     return inputs
+
+
+def task_predict_inputs(wildcards):
+    ref = f"{OUT}/{wildcards.dataset}/reference/{wildcards.shard}"
+    images = (
+        ref
+        if wildcards.row == "reference"
+        else f"{OUT}/{wildcards.dataset}/{wildcards.row}/{wildcards.rate}/{wildcards.shard}"
+    )
+    weights = [ancient(f) for f in PLAN.task_weight_files(wildcards.task)]
+    return {"reference": ref, "images": images, "weights": weights}
+
+
+def task_eval_inputs(wildcards):
+    return {
+        "reference": reference_shards(wildcards),
+        "predictions": [
+            f"{OUT}/tasks/{wildcards.dataset}/{wildcards.task}/{wildcards.row}/{rate}/{shard}.json"
+            for rate in PLAN.task_rates(wildcards.row)
+            for shard in PLAN.shards(wildcards.dataset)
+        ],
+    }
 
 
 def fid_reference_inputs(wildcards):
@@ -123,6 +149,10 @@ def discover_weight_targets():
     return targets
 
 
+def task_weight_targets():
+    return [str(PLAN.task_model_path(m)) for m in config.get("task_training", {})]
+
+
 def classifier_weight_targets():
     return [str(PLAN.classifier_path(m)) for m in config.get("classifier_training", {})]
 
@@ -133,9 +163,11 @@ def final_targets():
         targets += [f"{OUT}/tables/{ds}/rd.csv", f"{OUT}/tables/{ds}/bd.csv"]
         targets += expand(
             f"{OUT}/plots/{ds}/rd_{{metric}}.{{ext}}",
-            metric=PLAN.plotted_metrics,
+            metric=[m for m in PLAN.table_metrics(ds) if m not in PLAN.metric_status],
             ext=["png", "pdf"],
         )
+        if PLAN.dataset_tasks(ds):
+            targets += [f"{OUT}/tables/{ds}/tasks.csv", f"{OUT}/tables/{ds}/tasks.md"]
         if PLAN.human_metrics:
             targets += [
                 f"{OUT}/tables/{ds}/perception.csv",

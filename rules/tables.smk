@@ -105,7 +105,7 @@ rule bd_table:
     params:
         anchor=PLAN.anchor,
         bd=config["bd"],
-        metrics=PLAN.metrics,
+        metrics=lambda wc: PLAN.table_metrics(wc.dataset),
         metric_status=PLAN.metric_status,
     message:
         "BD table of {wildcards.dataset} against {params.anchor}"

@@ -142,6 +142,8 @@ rule train_classifier:
         f"{OUT}/logs/train_classifier/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/train_classifier/{{model}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(list(config.get("classifier_training", {}))),
     conda:
         "../envs/core.yaml"
     threads: 2
@@ -172,8 +174,53 @@ rule train_classifier:
             )
 
 
+rule train_task_model:
+    output:
+        model=f"{PLAN.weights_dir}/{{model}}/model.pt",
+        meta=f"{PLAN.weights_dir}/{{model}}/model.json",
+        losses=f"{PLAN.weights_dir}/{{model}}/model.losses.csv",
+    log:
+        f"{OUT}/logs/train_task_model/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_task_model/{{model}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(list(config.get("task_training", {}))),
+    conda:
+        "../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=res("mem_mb", 2),
+        runtime=res("runtime", 2),
+        gpu=0,
+    params:
+        spec=lambda wc: PLAN.task_training_spec(wc.model),
+        seed=config["seed"],
+    message:
+        "Training the task model {wildcards.model}"
+    run:
+        import os
+        from types import SimpleNamespace
+        from discover.rule_context import rule_context
+        from discover.training.task_models import train_task_model
+
+        target = os.path.relpath(output.model, workflow.basedir)
+        spec = dict(params.spec)
+        kind = spec.pop("kind")
+        with rule_context(SimpleNamespace(threads=threads, log=log)):
+            train_task_model(
+                kind,
+                output.model,
+                output.meta,
+                spec,
+                seed=params.seed,
+                log_csv=output.losses,
+                command=f"snakemake --cores 2 --forcerun train_task_model -- {target}",
+            )
+
+
 rule train_all:
     input:
+        task_weight_targets(),
         zoo_weight_targets(),
         discover_weight_targets(),
         classifier_weight_targets(),

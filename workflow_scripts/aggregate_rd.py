@@ -18,4 +18,5 @@ with rule_context(smk):
         smk.output.rd,
         smk.output.per_image,
         fid_csv=smk.input.get("fid"),
+        task_csvs=list(smk.input.get("tasks", [])),
     )

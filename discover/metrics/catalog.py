@@ -44,6 +44,14 @@ METRICS: dict[str, Metric] = {
 FEATURE_SETS = ("inception", "demo")
 
 
+def metric_info(column: str) -> Metric:
+    """A column's metric; columns not in METRICS are task metrics (``<task>_<metric>``, e.g.
+    ``detection_bbox_AP``, ``classification_top1``): higher is better."""
+    if column in METRICS:
+        return METRICS[column]
+    return Metric(column, column.replace("_", " "), True, "task")
+
+
 def feature_suffix(features: str) -> str:
     return "" if features == "inception" else f"_{features}"
 

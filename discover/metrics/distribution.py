@@ -165,21 +165,26 @@ def reference_features(
     demo_model: PathLike | None = None,
 ) -> np.ndarray:
     """Features of a dataset's reference images under its protocol, saved as .npy."""
-    fc = fid_config(config)
     extractor = feature_extractor(features, config, demo_model)
     paths = shard_images(reference_dirs, reference_dirs)
-    feats = protocol_features(
+    feats = _configured_features(config, paths, protocol, extractor, Path(out_npy).parent)
+    with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, feats)
+    return feats
+
+
+def _configured_features(config, paths, protocol, extractor, scratch_parent) -> np.ndarray:
+    """``protocol_features`` with the config's clean-fid mode, batch size and device."""
+    fc = fid_config(config)
+    return protocol_features(
         paths,
         protocol,
         extractor,
-        Path(out_npy).parent,
+        scratch_parent,
         mode=fc["mode"],
         batch_size=int(fc["batch_size"]),
         device=str(fc.get("device", "cpu")),
     )
-    with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, feats)
-    return feats
 
 
 def row_fid_kid(
@@ -205,15 +210,7 @@ def row_fid_kid(
         paths = shard_images(reference_dirs, dirs)
         row: dict[str, Any] = {"rate": str(rate), "protocol": protocol["name"], "mode": fc["mode"]}
         for features, extractor in extractors.items():
-            feats = protocol_features(
-                paths,
-                protocol,
-                extractor,
-                Path(out_csv).parent,
-                mode=fc["mode"],
-                batch_size=int(fc["batch_size"]),
-                device=str(fc.get("device", "cpu")),
-            )
+            feats = _configured_features(config, paths, protocol, extractor, Path(out_csv).parent)
             r = fid_kid_from_features(
                 ref_feats[features],
                 feats,

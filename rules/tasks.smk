@@ -1,0 +1,100 @@
+# Machine-vision tasks on decoded images: predictions per (dataset, task, row, rate, shard),
+# saved so that metrics can be recomputed without the model; metrics per (dataset, task, row);
+# the "uncompressed" reference row; the paper-style task table per dataset.
+
+
+rule task_predict:
+    input:
+        unpack(task_predict_inputs),
+    output:
+        f"{OUT}/tasks/{{dataset}}/{{task}}/{{row}}/{{rate}}/{{shard}}.json",
+    log:
+        f"{OUT}/logs/task_predict/{{dataset}}/{{task}}/{{row}}/{{rate}}/{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/task_predict/{{dataset}}/{{task}}/{{row}}/{{rate}}/{{shard}}.tsv"
+    wildcard_constraints:
+        task=PLAN.name_regex(PLAN.evaluated_tasks),
+        row=PLAN.name_regex([*PLAN.measured_rows, "reference"]),
+    group:
+        "tasks"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+        gpu=lambda wc: PLAN.task_gpus(wc.task),
+    params:
+        config=lambda wc: PLAN.task_job_config(wc.task),
+    message:
+        "{wildcards.task} on {wildcards.row} @ {wildcards.rate}, {wildcards.dataset}/{wildcards.shard}"
+    script:
+        "../workflow_scripts/task_predict.py"
+
+
+rule task_eval:
+    input:
+        unpack(task_eval_inputs),
+    output:
+        f"{OUT}/metrics/{{dataset}}/tasks/{{task}}/{{row}}.csv",
+    log:
+        f"{OUT}/logs/task_eval/{{dataset}}/{{task}}/{{row}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/task_eval/{{dataset}}/{{task}}/{{row}}.tsv"
+    wildcard_constraints:
+        task=PLAN.name_regex(PLAN.evaluated_tasks),
+        row=PLAN.name_regex([*PLAN.measured_rows, "reference"]),
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        config=lambda wc: PLAN.task_job_config(wc.task),
+        rates=lambda wc: PLAN.task_rates(wc.row),
+    message:
+        "{wildcards.task} metrics of {wildcards.row} on {wildcards.dataset}"
+    script:
+        "../workflow_scripts/task_eval.py"
+
+
+rule task_table:
+    input:
+        bd=f"{OUT}/tables/{{dataset}}/bd.csv",
+        reference=lambda wc: [
+            f"{OUT}/metrics/{wc.dataset}/tasks/{t}/reference.csv"
+            for t in PLAN.dataset_tasks(wc.dataset)
+        ],
+    output:
+        csv=report(
+            f"{OUT}/tables/{{dataset}}/tasks.csv",
+            caption="../report/task_table.rst",
+            category="Machine tasks",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "BD-rate per task"},
+        ),
+        md=f"{OUT}/tables/{{dataset}}/tasks.md",
+    log:
+        f"{OUT}/logs/task_table/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/task_table/{{dataset}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        config=lambda wc: {
+            "anchor": PLAN.anchor,
+            "tasks": {
+                t: PLAN.task_job_config(t)["tasks"][t]
+                for t in PLAN.dataset_tasks(wc.dataset)
+            },
+        },
+        tasks=lambda wc: PLAN.dataset_tasks(wc.dataset),
+    message:
+        "Machine-task table of {wildcards.dataset}"
+    script:
+        "../workflow_scripts/task_table.py"

@@ -1,0 +1,102 @@
+"""Machine-vision tasks in the DAG: task models trained by the pipeline (a few steps here),
+predictions saved per shard, metrics next to bpp for every row (DISCOVER: its task stream and
+its full stream) plus the uncompressed reference, BD-rate per task metric and the task table."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from .conftest import ROOT, snakemake, tiny_config, write_config
+
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def tasks_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tasks_run")
+    cfg = tiny_config(shard_size=4)
+    cfg["codecs"] = {
+        "jpeg": {"type": "jpeg", "rates": [15, 90]},
+        "discover-mini": {
+            "type": "discover",
+            "trained": "discover-mini",
+            "rates": [1, 8],
+            "tasks": {"detection": {"mask": "gt"}},
+        },
+    }
+    cfg["anchor"] = "jpeg"
+    cfg["metrics"] = ["psnr"]
+    cfg["bd"] = {"method": "pchip", "min_points": 4}  # 2 rate points: BD reports "not computed"
+    cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
+    cfg["tasks"] = {
+        "detection": {"trained": "tiny-detector", "score_threshold": 0.0},
+        "classification": {"trained": "tiny-classifier"},
+    }
+    cfg["task_training"] = {
+        "tiny-detector": {"kind": "detection", "steps": 3, "num_images": 4, "val_images": 2},
+        "tiny-classifier": {"kind": "classification", "steps": 3, "num_images": 8, "val_images": 4},
+    }
+    # the task models train into the test's folder; the committed DISCOVER weights are linked
+    cfg["trained_weights_dir"] = str(work / "weights")
+    (work / "weights").mkdir()
+    (work / "weights/discover-mini").symlink_to(ROOT / "weights/discover-mini")
+    config = write_config(work / "config.yaml", cfg)
+    proc = snakemake(work, config, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work
+
+
+def test_task_metrics_sit_next_to_bpp_for_every_row(tasks_run):
+    rd = pd.read_csv(tasks_run / "results/tables/scenes/rd.csv", dtype={"rate": str})
+    rows = set(rd.codec)
+    assert rows == {"jpeg", "discover-mini@human", "discover-mini@detection"}
+    det = rd[rd.codec != "discover-mini@detection"]
+    assert det["detection_bbox_AP"].notna().all() and det["classification_top1"].notna().all()
+    # DISCOVER's task stream is evaluated on its own task only
+    task_stream = rd[rd.codec == "discover-mini@detection"]
+    assert task_stream["detection_bbox_AP"].notna().all()
+    assert task_stream["classification_top1"].isna().all()
+    bd = pd.read_csv(tasks_run / "results/tables/scenes/bd.csv")
+    assert {"detection_bbox_AP", "classification_top1"} <= set(bd.metric)
+    assert bd[bd.codec != "jpeg"]["note"].str.startswith("not computed").all()  # 2 points
+    table = (tasks_run / "results/tables/scenes/tasks.md").read_text()
+    assert "uncompressed" in table and "BD-rate detection_bbox_AP (%)" in table
+
+
+def test_saved_predictions_give_the_table_ap_with_pycocotools(tasks_run):
+    out = tasks_run / "results"
+    gt = COCO()
+    gt.dataset = json.loads((out / "scenes/reference/s0000/annotations.json").read_text())
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    preds = json.loads((out / "tasks/scenes/detection/jpeg/15/s0000.json").read_text())
+    metrics = pd.read_csv(out / "metrics/scenes/tasks/detection/jpeg.csv", dtype={"rate": str})
+    got = metrics.set_index("rate").loc["15", "detection_bbox_AP"]
+    if not preds:  # an untrained detector may find nothing: pycocotools' AP is then 0
+        assert got == 0
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, gt.loadRes(preds), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    expected = max(float(ev.stats[0]), 0.0) if ev.stats[0] >= 0 else np.nan
+    assert got == pytest.approx(expected, abs=1e-12, nan_ok=True)
+
+
+def test_reference_row_scores_the_uncompressed_images(tasks_run):
+    ref = pd.read_csv(tasks_run / "results/metrics/scenes/tasks/classification/reference.csv")
+    assert list(ref["rate"].astype(str)) == ["clean"] and ref["images"].iloc[0] == 4
+    assert 0.0 <= ref["classification_top1"].iloc[0] <= 1.0
+    meta = json.loads((tasks_run / "weights/tiny-classifier/model.json").read_text())
+    assert meta["steps"] == 3 and "val_metrics" in meta and len(meta["sha256"]) == 64

@@ -1,0 +1,12 @@
+from discover import stages
+from discover.rule_context import rule_context
+
+smk = snakemake
+with rule_context(smk):
+    stages.run_task_predict(
+        smk.params.config,
+        smk.wildcards.task,
+        smk.input.reference,
+        smk.input.images,
+        smk.output[0],
+    )
