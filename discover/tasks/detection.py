@@ -63,7 +63,8 @@ def category_ids(
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float in [0, 1] (torchvision detectors normalise inside)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    # astype copies: inputs may be read-only views (PIL arrays), which torch warns about
+    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / 255.0
 
 
 @register_task("detection")

@@ -30,25 +30,13 @@ from torch import nn
 
 from discover.errors import ConfigError
 from discover.grounding.base import GroundingError
-from discover.grounding.detector import TorchvisionDetector, build_detector
+from discover.grounding.detector import PROVENANCE_KEYS, TorchvisionDetector, build_detector
 from discover.io import atomic_path, write_text_atomic
 from discover.tasks.base import InputProtocol, TaskError
 from discover.weights import WeightSpec, resolve, sha256
 
 MINI_RESNET = "mini-resnet"
 CLASSIFIER_SIDECAR_KEYS = ("architecture", "num_classes", "categories", "kwargs", "protocol")
-PROVENANCE_KEYS = (
-    "kind",
-    "spec",
-    "seed",
-    "steps",
-    "command",
-    "val_metrics",
-    "val_images",
-    "train_seconds",
-    "final_loss",
-    "sha256",
-)
 DETECTION_KINDS = ("detection", "instance_segmentation")
 
 

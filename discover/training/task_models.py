@@ -9,18 +9,30 @@ its JSON sidecar, which ``discover.tasks`` loads like any checkpoint (``architec
 ``val_metrics``, ``sha256``), and a loss CSV. Load with the sidecar next to the state dict
 (``x.pt`` + ``x.json``).
 
-Spec (one entry of ``task_training``)::
+Spec (one entry of ``task_training``; defaults in brackets, detectors / classifier)::
 
     kind: detection | instance_segmentation | classification
-    architecture: custom-small | custom-small-mask | mini-resnet
-    steps: 1500
-    batch_size: 4
-    lr: 0.001                     # AdamW, linear warm-up then cosine decay
-    num_images: 400               # rendered train scenes (augmented by flips/transposes)
+    architecture: custom-small | custom-small-mask | mini-resnet   [by kind]
+    steps: 2000                   # required
+    batch_size: 4                 # [4 / 32]
+    lr: 0.002                     # AdamW [0.001 / 0.003], linear warm-up then cosine decay
+    weight_decay: 0.0001
+    warmup: 200                   # [min(200, steps / 10)]
+    num_images: 300               # rendered train scenes, augmented by the 8 flips/transposes
+                                  # [400 / 2000]
     val_images: 100
-    scenes: {min_size: 256, max_size: 512, min_objects: 2, max_objects: 6}
-    kwargs: {...}                 # the architecture's (e.g. min_size, anchor_sizes, widths)
-    input_size: 128               # classification: images squashed to input_size^2
+    scenes: {min_size: 256, max_size: 512, min_objects: 2, max_objects: 6}   # train and val
+    train_scenes: {}              # overrides of ``scenes`` for the train split only
+    kwargs: {...}                 # the architecture's (min_size, anchor_sizes, widths, ...)
+    input_size: 128               # classification: images squashed to input_size^2 (the
+                                  # protocol recorded in the sidecar, so tasks feed the same)
+    pretrain_steps: 400           # [0] > 0: stage 0 on object crops of the same scenes (no
+    pretrain_crop: 64             #   outside data), squashed to this size,
+    pretrain_batch_size: 64       #   batches of this many,
+    pretrain_lr: 0.003            #   at this learning rate
+    eval_every: 0                 # > 0: the val metric of the first 50 val images every
+                                  # that many steps, in the loss CSV (learning curves)
+    log_every: 50
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +74,14 @@ SPEC_KEYS = {
     "val_images",
     "scenes",
     "kwargs",
+    "train_scenes",
     "input_size",
     "log_every",
+    "eval_every",
+    "pretrain_steps",
+    "pretrain_crop",
+    "pretrain_lr",
+    "pretrain_batch_size",
 }
 
 
@@ -98,6 +116,12 @@ def val_split(
         (img["id"], dataset.load(item)) for img, item in zip(gt["images"], items, strict=True)
     ]
     return images, gt
+
+
+def _train_scenes(spec: Mapping[str, Any]) -> dict[str, int]:
+    # smaller train scenes render several times faster (their textures are finer in the
+    # model's input than the val scenes' though)
+    return {**SCENES, **(spec.get("scenes") or {}), **(spec.get("train_scenes") or {})}
 
 
 def _dihedral(arr: np.ndarray, k: int) -> np.ndarray:
@@ -179,21 +203,30 @@ def train_task_model(
     check_spec(kind, spec)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    if steps is None and "steps" not in spec:
+        raise ConfigError("task_training spec needs 'steps'")
     steps = int(steps if steps is not None else spec["steps"])
     architecture = str(spec.get("architecture", KINDS[kind]))
     kwargs = dict(spec.get("kwargs") or {})
     t0 = time.perf_counter()
-    if kind == "classification":
-        size = int(spec.get("input_size", 128))
-        protocol = {"resize": [size, size], "crop": None}
-        model = build_task_model(kind, architecture, CATEGORIES, protocol=protocol, **kwargs)
-        rows = _train_classifier(model, spec, rng, steps, t0, seed)
-    else:
-        categories = ["__background__", *CATEGORIES]
-        model = build_task_model(kind, architecture, categories, **kwargs)
-        rows = _train_detector(model, kind, spec, rng, steps, t0, seed)
-    train_seconds = time.perf_counter() - t0
-    metrics, val_images = evaluate_on_val(kind, model, seed, spec)
+    # Adam's moments of rarely-hit weights decay into denormal floats, on which CPU arithmetic
+    # is several times slower (AdamW steps ~3x here); flushing them to zero loses nothing
+    # the model could use
+    torch.set_flush_denormal(True)
+    try:
+        if kind == "classification":
+            size = int(spec.get("input_size", 128))
+            protocol = {"resize": [size, size], "crop": None}
+            model = build_task_model(kind, architecture, CATEGORIES, protocol=protocol, **kwargs)
+            rows = _train_classifier(model, spec, rng, steps, t0, seed)
+        else:
+            categories = ["__background__", *CATEGORIES]
+            model = build_task_model(kind, architecture, categories, **kwargs)
+            rows = _train_detector(model, kind, spec, rng, steps, t0, seed)
+        train_seconds = time.perf_counter() - t0
+        metrics, val_images = evaluate_on_val(kind, model, seed, spec)
+    finally:
+        torch.set_flush_denormal(False)
     log.info("%s val metrics %s", kind, metrics)
     with atomic_path(out_path) as tmp:
         torch.save(model.model.state_dict(), tmp)
@@ -236,11 +269,46 @@ def evaluate_on_val(
     return task.evaluate(predictions, gt), len(images)
 
 
-def _log_row(rows: list[dict], step: int, steps: int, every: int, losses: dict, t0: float):
-    if step % every and step != steps:
+class _Probe:
+    """The val metric every ``eval_every`` steps (0: never) on the first 50 val images."""
+
+    def __init__(self, kind: str, model: Any, seed: int, spec: Mapping[str, Any]):
+        self.every = int(spec.get("eval_every", 0))
+        self.kind, self.model, self.seed = kind, model, seed
+        self.spec = {**spec, "val_images": min(50, int(spec.get("val_images", 100)))}
+
+    def __call__(self, step: int) -> dict[str, float | None]:
+        if not self.every:
+            return {}
+        if step % self.every:
+            return {"val": None}
+        module = self.model.model
+        module.eval()  # torchvision detectors in train mode want targets, not predictions
+        metrics, _ = evaluate_on_val(self.kind, self.model, self.seed, self.spec)
+        module.train()
+        value = next(iter(metrics.values()))  # the task's main metric: AP or top-1
+        log.info("step %d val %s", step, metrics)
+        return {"val": value}
+
+
+def _log_row(
+    rows: list[dict],
+    step: int,
+    steps: int,
+    every: int,
+    losses: dict,
+    t0: float,
+    probe: _Probe | None = None,
+):
+    extra = probe(step) if probe is not None else {}
+    if step % every and step != steps and extra.get("val") is None:
         return
-    row = {"step": step, **{k: round(float(v), 5) for k, v in losses.items()}}
+    row = {
+        "step": step,
+        **{k: round(float(torch.as_tensor(v).detach()), 5) for k, v in losses.items()},
+    }
     row["seconds"] = round(time.perf_counter() - t0, 1)
+    row.update(extra)
     rows.append(row)
     log.info("step %d/%d loss %.4f (%.0f s)", step, steps, row["loss"], row["seconds"])
 
@@ -254,10 +322,13 @@ def _train_detector(
     t0: float,
     seed: int,
 ) -> list[dict]:
-    pool = render_scenes(seed, "train", int(spec.get("num_images", 400)), spec.get("scenes"))
+    pool = render_scenes(seed, "train", int(spec.get("num_images", 400)), _train_scenes(spec))
     pool = [(image, inst) for image, inst in pool if inst]  # nothing to learn from empty scenes
     log.info("%s: %d train scenes rendered in %.0f s", kind, len(pool), time.perf_counter() - t0)
     model = detector.model
+    pretrain_steps = int(spec.get("pretrain_steps", 0))
+    if pretrain_steps:
+        _pretrain_backbone(model.backbone, pool, spec, rng, pretrain_steps, t0)
     model.train()
     batch_size = int(spec.get("batch_size", 4))
     lr = float(spec.get("lr", 1e-3))
@@ -268,6 +339,7 @@ def _train_detector(
     every = int(spec.get("log_every", max(1, min(50, steps // 20))))
     rows: list[dict] = []
     with_masks = kind == "instance_segmentation"
+    probe = _Probe(kind, detector, seed, spec)
     for step in range(1, steps + 1):
         picks = rng.integers(0, len(pool), batch_size)
         flips = rng.integers(0, 8, batch_size)
@@ -282,9 +354,99 @@ def _train_detector(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         sched.step()
-        _log_row(rows, step, steps, every, {"loss": loss.detach(), **losses}, t0)
+        _log_row(rows, step, steps, every, {"loss": loss.detach()}, t0, probe)
     model.eval()
     return rows
+
+
+def object_crops(
+    pool: list[tuple[np.ndarray, list[dict]]], size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, size, size) crops in [0, 1] of every object of ``pool`` (its box with a 10 %
+    margin, squashed) and their categories."""
+    from PIL import Image
+
+    crops, labels = [], []
+    for image, instances in pool:
+        h, w = image.shape[:2]
+        for inst in instances:
+            rows = np.flatnonzero(inst["mask"].any(1))
+            cols = np.flatnonzero(inst["mask"].any(0))
+            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            my, mx = (y1 - y0) // 10, (x1 - x0) // 10
+            crop = image[max(0, y0 - my) : min(h, y1 + my), max(0, x0 - mx) : min(w, x1 + mx)]
+            crops.append(
+                np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR))
+            )
+            labels.append(inst["category"])
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+    return x, torch.tensor(labels)
+
+
+def _dihedral_batch(x: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`_dihedral` ``k`` of the spatial axes of a square (N, C, S, S) batch."""
+    x = x.transpose(2, 3) if k & 4 else x
+    x = x.flip(3) if k & 1 else x
+    return x.flip(2) if k & 2 else x
+
+
+def _pretrain_on_crops(
+    net: Callable[[torch.Tensor], torch.Tensor],
+    params: list[torch.nn.Parameter],
+    pool: list[tuple[np.ndarray, list[dict]]],
+    spec: Mapping[str, Any],
+    rng: np.random.Generator,
+    steps: int,
+    t0: float,
+) -> None:
+    """Stage 0, from scratch on the same train scenes: ``net`` (normalised crops -> category
+    logits) learns to tell the shapes apart on object crops. The features otherwise have to
+    be bootstrapped through the detector's heads or through the whole-image label alone,
+    which takes several times more steps. Inputs are normalised with ImageNet statistics,
+    as torchvision's detector transform and the classifiers do."""
+    from discover.training.classifier import normalise
+
+    x_all, y_all = object_crops(pool, int(spec.get("pretrain_crop", 64)))
+    lr = float(spec.get("pretrain_lr", 3e-3))
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    sched = _schedule(opt, steps, min(100, steps // 10 + 1))
+    batch_size = int(spec.get("pretrain_batch_size", 64))
+    for step in range(1, steps + 1):
+        idx = torch.from_numpy(rng.integers(0, len(y_all), batch_size))
+        x = _dihedral_batch(x_all[idx].float() / 255.0, int(rng.integers(0, 8)))
+        loss = F.cross_entropy(net(normalise(x)), y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps:
+            seconds = time.perf_counter() - t0
+            log.info("crop pre-training %d/%d loss %.4f (%.0f s)", step, steps, loss, seconds)
+
+
+def _pretrain_backbone(
+    backbone: torch.nn.Module,
+    pool: list[tuple[np.ndarray, list[dict]]],
+    spec: Mapping[str, Any],
+    rng: np.random.Generator,
+    steps: int,
+    t0: float,
+) -> None:
+    """The detector's backbone on crops, through pooled features and a linear layer that is
+    thrown away after."""
+    from discover.datasets.synthetic_scenes import CATEGORIES
+
+    head = torch.nn.Linear(backbone.out_channels, len(CATEGORIES))
+    backbone.train()
+    _pretrain_on_crops(
+        lambda x: head(backbone(x).mean((2, 3))),
+        [*backbone.parameters(), *head.parameters()],
+        pool,
+        spec,
+        rng,
+        steps,
+        t0,
+    )
 
 
 def _train_classifier(
@@ -299,13 +461,19 @@ def _train_classifier(
     from discover.training.classifier import normalise
 
     protocol = InputProtocol.from_config(classifier.protocol)
-    pool = render_scenes(seed, "train", int(spec.get("num_images", 2000)), spec.get("scenes"))
+    pool = render_scenes(seed, "train", int(spec.get("num_images", 2000)), _train_scenes(spec))
     # the task's own protocol makes the inputs, so training sees what evaluation feeds
     x_train = torch.from_numpy(np.stack([protocol.apply(image)[0] for image, _ in pool]))
     y_train = torch.tensor([largest_category(inst) for _, inst in pool])
-    del pool
     log.info("classification: %d train scenes in %.0f s", len(y_train), time.perf_counter() - t0)
     model = classifier.model
+    pretrain_steps = int(spec.get("pretrain_steps", 0))
+    if pretrain_steps:
+        # same network, same 8 classes, on object crops: shape features first, then the
+        # whole image (its pooled features must single out the largest object)
+        model.train()
+        _pretrain_on_crops(model, list(model.parameters()), pool, spec, rng, pretrain_steps, t0)
+    del pool
     batch_size = int(spec.get("batch_size", 32))
     lr = float(spec.get("lr", 3e-3))
     opt = torch.optim.AdamW(
@@ -314,19 +482,17 @@ def _train_classifier(
     sched = _schedule(opt, steps, int(spec.get("warmup", min(200, steps // 10 + 1))))
     every = int(spec.get("log_every", max(1, min(50, steps // 20))))
     rows: list[dict] = []
+    probe = _Probe("classification", classifier, seed, spec)
     model.train()
     for step in range(1, steps + 1):
         idx = torch.from_numpy(rng.integers(0, len(y_train), batch_size))
         x = x_train[idx].permute(0, 3, 1, 2).float() / 255.0
-        k = int(rng.integers(0, 8))  # one flip/transpose per batch (inputs are square)
-        x = x.transpose(2, 3) if k & 4 else x
-        x = x.flip(3) if k & 1 else x
-        x = x.flip(2) if k & 2 else x
+        x = _dihedral_batch(x, int(rng.integers(0, 8)))  # one per batch: inputs are square
         loss = F.cross_entropy(model(normalise(x)), y_train[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        _log_row(rows, step, steps, every, {"loss": loss.detach()}, t0)
+        _log_row(rows, step, steps, every, {"loss": loss.detach()}, t0, probe)
     model.eval()
     return rows
