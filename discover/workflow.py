@@ -82,9 +82,16 @@ class Plan:
         from discover.codecs import get_codec
         from discover.semantics import needs_annotations
 
-        return get_codec(codec, self.config).consumers(
+        consumers = get_codec(codec, self.config).consumers(
             self.has_annotations(dataset), needs_annotations(self.config)
         )
+        # a task restricted to other datasets (tasks.<t>.datasets) has no stream to decode here
+        tasks = self.config.get("tasks") or {}
+        return [
+            c
+            for c in consumers
+            if not (tasks.get(c) or {}).get("datasets") or dataset in tasks[c]["datasets"]
+        ]
 
     # -- machine-vision tasks -----------------------------------------------------------------
     @property
@@ -241,7 +248,30 @@ class Plan:
         cfg = grounding_config(self.config)
         # only the chosen backend's options: editing another backend's reruns nothing
         section = {k: v for k, v in cfg.items() if k in ("backend", "stride", cfg["backend"])}
+        if cfg["backend"] == "detector":
+            section["detector"] = {**section.get("detector", {}), **self._grounding_detector()}
         return {"semantics": {"grounding": section}, "weights_cache": self.weights_cache}
+
+    def _grounding_detector(self) -> dict:
+        """The detector grounding backend's checkpoint: given, or a task model the pipeline
+        trains (``trained: <task_training entry>``)."""
+        from discover.semantics import grounding_config
+
+        cfg = dict(grounding_config(self.config).get("detector") or {})
+        trained = cfg.pop("trained", None)
+        if trained:
+            if trained not in (self.config.get("task_training") or {}):
+                raise ConfigError(
+                    f"config key semantics.grounding.detector.trained: {trained!r} is not a "
+                    "task_training entry"
+                )
+            cfg["checkpoint"] = str(self.task_model_path(trained))
+        if not cfg.get("checkpoint"):
+            raise ConfigError(
+                "config key semantics.grounding.detector: the detector backend needs a "
+                "checkpoint (or trained: <task_training entry>)"
+            )
+        return cfg
 
     def grounding_weight_files(self) -> list[str]:
         """Files the grounding jobs read: the detector checkpoint and its sidecar, or the
@@ -250,12 +280,7 @@ class Plan:
 
         cfg = grounding_config(self.config)
         if cfg["backend"] == "detector":
-            checkpoint = (cfg.get("detector") or {}).get("checkpoint")
-            if not checkpoint:
-                raise ConfigError(
-                    "config key semantics.grounding.detector.checkpoint: the detector backend "
-                    "needs a checkpoint"
-                )
+            checkpoint = self._grounding_detector()["checkpoint"]
             return [checkpoint, str(Path(checkpoint).with_suffix(".json"))]
         # a Hub model: its cache manifest (fetched by the fetch_weight localrule)
         return [

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from discover.checkpoints import fitting_state_dict
 from discover.grounding.base import (
     Detections,
     Grounder,
@@ -183,11 +183,6 @@ def _category_map(categories: Any, num_classes: int, where: str) -> dict[int, st
     return names
 
 
-def _describe(keys: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
-
-
 class TorchvisionDetector:
     """A torchvision detection model with the names of its categories (``categories[i]`` is the
     name of model label ``i``)."""
@@ -290,33 +285,9 @@ class TorchvisionDetector:
 
 
 def _load_state(model: nn.Module, state: Any, path: Path) -> None:
-    if isinstance(state, Mapping) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-        # a training checkpoint that wraps the weights
-        for key in ("model", "state_dict"):
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping):
-        raise GroundingError(f"detector checkpoint {path} does not hold a state dict")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and getattr(state[k], "shape", None) != v.shape
+    model.load_state_dict(
+        fitting_state_dict(model, state, path, what="detector checkpoint", error=GroundingError)
     )
-    if missing or unexpected or mismatched:
-        problems = [
-            f"missing keys: {_describe(missing)}" if missing else "",
-            f"unexpected keys: {_describe(unexpected)}" if unexpected else "",
-            f"shape mismatches: {_describe(mismatched)}" if mismatched else "",
-        ]
-        raise GroundingError(
-            f"detector checkpoint {path} does not fit its sidecar's architecture; "
-            + "; ".join(p for p in problems if p)
-        )
-    model.load_state_dict(OrderedDict(state))
 
 
 @register_grounder("detector")

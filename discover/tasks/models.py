@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from discover.checkpoints import fitting_state_dict
 from discover.errors import ConfigError
 from discover.grounding.base import GroundingError
 from discover.grounding.detector import PROVENANCE_KEYS, TorchvisionDetector, build_detector
@@ -160,37 +161,7 @@ def build_classifier(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
 def check_state(model: nn.Module, state: Any, path: str | os.PathLike) -> OrderedDict:
     """``state`` as a state dict of ``model``; otherwise an error naming ``path`` and the
     missing, unexpected and mis-shaped keys."""
-    if isinstance(state, Mapping) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-        for key in ("model", "state_dict"):  # a training checkpoint that wraps the weights
-            if isinstance(state.get(key), Mapping):
-                state = state[key]
-                break
-    if not isinstance(state, Mapping):
-        raise TaskError(f"checkpoint {path} does not hold a state dict")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and getattr(state[k], "shape", None) != v.shape
-    )
-    if missing or unexpected or mismatched:
-        problems = [
-            f"missing keys: {_listing(missing)}" if missing else "",
-            f"unexpected keys: {_listing(unexpected)}" if unexpected else "",
-            f"shape mismatches: {_listing(mismatched)}" if mismatched else "",
-        ]
-        raise TaskError(
-            f"checkpoint {path} does not fit its sidecar's architecture; "
-            + "; ".join(p for p in problems if p)
-        )
-    return OrderedDict(state)
-
-
-def _listing(keys: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+    return fitting_state_dict(model, state, path, error=TaskError)
 
 
 class TorchvisionClassifier:
