@@ -162,17 +162,21 @@ def run_discover_encode(
     out_dir: str | Path,
     threads: int = 1,
     grounding: Mapping[str, str | Path] | None = None,
+    consumers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Write one ``.dsc`` container per image of a shard (a stream per task + ẑ + the rest).
 
     Task masks come from the codec's mask sources: ``grounding`` maps a task to the shard's
-    grounding file (discover.semantics), ``gt`` reads the shard's annotated boxes."""
+    grounding file (discover.semantics), ``gt`` reads the shard's annotated boxes.
+    ``consumers``: the ones evaluated on this dataset (default: all the codec can serve)."""
     from discover.codecs.discover_codec import load_image_annotations
     from discover.semantics import grounded_boxes
 
     c, rate_value, index, _ = _shard_job(config, codec, rate, reference_dir, threads)
     annotations = load_image_annotations(reference_dir)
-    tasks = [t for t in c.consumers(annotations is not None) if t in c.tasks]
+    if consumers is None:
+        consumers = c.consumers(annotations is not None)
+    tasks = [t for t in consumers if t in c.tasks]
     by_task = {t: grounded_boxes([p]) for t, p in (grounding or {}).items()}
     rows = []
     with atomic_dir(out_dir) as tmp:

@@ -249,7 +249,7 @@ class Plan:
         # only the chosen backend's options: editing another backend's reruns nothing
         section = {k: v for k, v in cfg.items() if k in ("backend", "stride", cfg["backend"])}
         if cfg["backend"] == "detector":
-            section["detector"] = {**section.get("detector", {}), **self._grounding_detector()}
+            section["detector"] = self._grounding_detector()  # trained: <name> -> checkpoint
         return {"semantics": {"grounding": section}, "weights_cache": self.weights_cache}
 
     def _grounding_detector(self) -> dict:

@@ -27,6 +27,7 @@ rule discover_encode:
         gpu=lambda wc: PLAN.codec_gpus(wc.codec),
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+        consumers=lambda wc: PLAN.consumers(wc.codec, wc.dataset),
     message:
         "DISCOVER {wildcards.codec} @ λ_R={wildcards.rate}: encoding {wildcards.dataset}/{wildcards.shard}"
     script:

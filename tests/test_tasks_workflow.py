@@ -16,6 +16,8 @@ import yaml
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from discover.grounding import read_grounding
+
 from .conftest import ROOT, snakemake, tiny_config, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -25,22 +27,43 @@ DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 def tasks_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("tasks_run")
     cfg = tiny_config(shard_size=4)
+    # classification on single-object images (ImageNet-like), detection on the scenes
+    cfg["datasets"]["objects"] = {
+        **cfg["datasets"]["scenes"],
+        "num_images": 2,
+        "min_objects": 1,
+        "max_objects": 1,
+    }
     cfg["codecs"] = {
         "jpeg": {"type": "jpeg", "rates": [15, 90]},
         "discover-mini": {
             "type": "discover",
             "trained": "discover-mini",
             "rates": [1, 8],
-            "tasks": {"detection": {"mask": "gt"}},
+            "tasks": {"detection": {"mask": "grounding"}, "classification": {"mask": "grounding"}},
         },
     }
     cfg["anchor"] = "jpeg"
     cfg["metrics"] = ["psnr"]
     cfg["bd"] = {"method": "pchip", "min_points": 4}  # 2 rate points: BD reports "not computed"
     cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
+    labels = {"backend": "static", "path": "synthetic-scenes-detection.txt"}
     cfg["tasks"] = {
-        "detection": {"trained": "tiny-detector", "score_threshold": 0.0},
-        "classification": {"trained": "tiny-classifier"},
+        "detection": {
+            "trained": "tiny-detector",
+            "score_threshold": 0.0,
+            "labels": labels,
+            "datasets": ["scenes"],
+        },
+        "classification": {"trained": "tiny-classifier", "labels": labels, "datasets": ["objects"]},
+    }
+    # DISCOVER's masks: the boxes of the detector the pipeline trains, filtered to the labels
+    cfg["semantics"] = {
+        "labels": {"backend": "static", "min_labels": 100},
+        "grounding": {
+            "backend": "detector",
+            "detector": {"trained": "tiny-detector", "score_threshold": 0.0},
+        },
     }
     cfg["task_training"] = {
         "tiny-detector": {"kind": "detection", "steps": 3, "num_images": 4, "val_images": 2},
@@ -58,19 +81,26 @@ def tasks_run(tmp_path_factory):
 
 def test_task_metrics_sit_next_to_bpp_for_every_row(tasks_run):
     rd = pd.read_csv(tasks_run / "results/tables/scenes/rd.csv", dtype={"rate": str})
-    rows = set(rd.codec)
-    assert rows == {"jpeg", "discover-mini@human", "discover-mini@detection"}
-    det = rd[rd.codec != "discover-mini@detection"]
-    assert det["detection_bbox_AP"].notna().all() and det["classification_top1"].notna().all()
-    # DISCOVER's task stream is evaluated on its own task only
-    task_stream = rd[rd.codec == "discover-mini@detection"]
-    assert task_stream["detection_bbox_AP"].notna().all()
-    assert task_stream["classification_top1"].isna().all()
+    # DISCOVER decodes a task's stream only where the task is evaluated (tasks.<t>.datasets)
+    assert set(rd.codec) == {"jpeg", "discover-mini@human", "discover-mini@detection"}
+    assert rd["detection_bbox_AP"].notna().all()
+    assert "classification_top1" not in rd
+    objects = pd.read_csv(tasks_run / "results/tables/objects/rd.csv", dtype={"rate": str})
+    assert set(objects.codec) == {"jpeg", "discover-mini@human", "discover-mini@classification"}
+    assert objects["classification_top1"].notna().all() and "detection_bbox_AP" not in objects
     bd = pd.read_csv(tasks_run / "results/tables/scenes/bd.csv")
-    assert {"detection_bbox_AP", "classification_top1"} <= set(bd.metric)
+    assert "detection_bbox_AP" in set(bd.metric)
     assert bd[bd.codec != "jpeg"]["note"].str.startswith("not computed").all()  # 2 points
     table = (tasks_run / "results/tables/scenes/tasks.md").read_text()
     assert "uncompressed" in table and "BD-rate detection_bbox_AP (%)" in table
+
+
+def test_masks_come_from_the_detector_the_pipeline_trains(tasks_run):
+    provenance, _ = read_grounding(tasks_run / "results/semantics/scenes/detection/s0000.json")
+    assert provenance["backend"] == "detector"
+    assert provenance["checkpoint"].endswith("tiny-detector/model.pt")
+    assert (tasks_run / "results/semantics/objects/classification/s0000.json").is_file()
+    assert not (tasks_run / "results/semantics/objects/detection").exists()
 
 
 def test_saved_predictions_give_the_table_ap_with_pycocotools(tasks_run):
@@ -95,8 +125,8 @@ def test_saved_predictions_give_the_table_ap_with_pycocotools(tasks_run):
 
 
 def test_reference_row_scores_the_uncompressed_images(tasks_run):
-    ref = pd.read_csv(tasks_run / "results/metrics/scenes/tasks/classification/reference.csv")
-    assert list(ref["rate"].astype(str)) == ["clean"] and ref["images"].iloc[0] == 4
+    ref = pd.read_csv(tasks_run / "results/metrics/objects/tasks/classification/reference.csv")
+    assert list(ref["rate"].astype(str)) == ["clean"] and ref["images"].iloc[0] == 2
     assert 0.0 <= ref["classification_top1"].iloc[0] <= 1.0
     meta = json.loads((tasks_run / "weights/tiny-classifier/model.json").read_text())
     assert meta["steps"] == 3 and "val_metrics" in meta and len(meta["sha256"]) == 64

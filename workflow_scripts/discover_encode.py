@@ -15,4 +15,5 @@ with rule_context(smk):
         smk.output.streams,
         threads=smk.threads,
         grounding=grounding,
+        consumers=smk.params.consumers,
     )
