@@ -487,6 +487,12 @@ class Plan:
             model = entry["trained"]
             entry["weights"] = {rate: str(self.discover_weight_path(model, rate))}
             entry["vae"] = str(self.discover_vae_dir(model))
+            if model in self.composition_models:
+                entry["composition"] = {
+                    **(entry.get("composition") or {}),
+                    "prior": str(self.prior_dir(model)),
+                    "control": str(self.control_dir(model)),
+                }
         elif "trained" in entry:
             entry["weights"] = {rate: str(self.zoo_weight_path(entry.pop("trained"), rate))}
         if self.official_codec_weights(codec, rate) or "composition" in entry:
@@ -504,6 +510,8 @@ class Plan:
 
     def _discover_spec(self, model: str) -> dict:
         specs = self.config.get("discover_training", {})
+        if model in self.composition_models:
+            return self.composition_spec(model)
         if model not in specs:
             raise ConfigError(
                 f"config key discover_training.{model}: not defined "
@@ -512,12 +520,55 @@ class Plan:
         return dict(specs[model])
 
     def discover_weight_path(self, model: str, rate: str) -> Path:
-        _check_rate("discover_training", model, rate, self._discover_spec(model)["lambdas"])
+        composition = model in self.composition_models
+        section = "composition_training" if composition else "discover_training"
+        _check_rate(section, model, rate, self._discover_spec(model)["lambdas"])
         return self.weights_dir / model / f"r{rate}.pth.tar"
 
     def discover_vae_dir(self, model: str) -> Path:
-        self._discover_spec(model)
+        spec = self._discover_spec(model)
+        if model in self.composition_models:  # the base model's VAE: the prior's latent space
+            return self.discover_vae_dir(spec["base"])
         return self.weights_dir / model / "vae"
+
+    # -- DISCOVER with composition trained by the pipeline (composition_training) --------------
+    @property
+    def composition_models(self) -> list[str]:
+        return list(self.config.get("composition_training") or {})
+
+    def composition_spec(self, model: str) -> dict:
+        spec = dict(self.config["composition_training"][model])
+        base = spec["base"]
+        if base not in (self.config.get("discover_training") or {}):
+            raise ConfigError(
+                f"config key composition_training.{model}.base: {base!r} is not a "
+                "discover_training entry"
+            )
+        return spec
+
+    def composition_trainer_spec(self, model: str) -> dict:
+        """What the Eq. 4 trainer reads: the stage settings and the base model's codec."""
+        spec = self.composition_spec(model)
+        out = {k: v for k, v in spec.items() if k not in ("base", "lambdas", "prior", "gpus")}
+        out["codec"] = self.config["discover_training"][spec["base"]]["codec"]
+        return out
+
+    def prior_dir(self, model: str) -> Path:
+        self.composition_spec(model)
+        return self.weights_dir / model / "prior"
+
+    def control_dir(self, model: str, rate: str | None = None) -> Path:
+        root = self.weights_dir / model / "control"
+        return root if rate is None else root / f"r{rate}"
+
+    def composition_gpus(self, model: str) -> int:
+        """GPUs a composition training job asks the scheduler for (spec ``gpus``, default 0:
+        the mini scale trains on CPU; ``accelerate`` uses what the job is given)."""
+        return int(self.composition_spec(model).get("gpus", 0))
+
+    def composition_init(self, model: str, rate: str) -> Path:
+        """The base model's codec at the same λ_R: stage I starts from it."""
+        return self.discover_weight_path(self.composition_spec(model)["base"], rate)
 
     def discover_training_spec(self, model: str) -> dict:
         return self._discover_spec(model)
@@ -577,7 +628,13 @@ class Plan:
         if "trained" in entry and entry["type"] == "discover":
             model = entry["trained"]
             vae_meta = self.discover_vae_dir(model).with_suffix(".json")
-            return [str(self.discover_weight_path(model, rate)), str(vae_meta)]
+            files = [str(self.discover_weight_path(model, rate)), str(vae_meta)]
+            if model in self.composition_models:  # sidecars of the prior and control dirs
+                files += [
+                    str(self.prior_dir(model).with_suffix(".json")),
+                    str(self.discover_weight_path(model, rate).with_name(f"r{rate}.json")),
+                ]
+            return files
         if "trained" in entry:
             return [str(self.zoo_weight_path(entry["trained"], rate))]
         weights = {str(k): v for k, v in (entry.get("weights") or {}).items()}

@@ -149,6 +149,16 @@ def discover_weight_targets():
     return targets
 
 
+def composition_weight_targets():
+    targets = []
+    for model, spec in config.get("composition_training", {}).items():
+        targets.append(str(PLAN.prior_dir(model).with_suffix(".json")))
+        targets += [
+            str(PLAN.discover_weight_path(model, str(r))) for r in spec["lambdas"]
+        ]
+    return targets
+
+
 def task_weight_targets():
     return [str(PLAN.task_model_path(m)) for m in config.get("task_training", {})]
 

@@ -99,6 +99,8 @@ rule train_discover:
         f"{OUT}/logs/train_discover/{{model}}/r{{rate}}.log",
     benchmark:
         f"{OUT}/benchmarks/train_discover/{{model}}/r{{rate}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(list(config.get("discover_training", {}))),
     conda:
         "../envs/core.yaml"
     threads: 1
@@ -218,9 +220,115 @@ rule train_task_model:
             )
 
 
+rule train_prior:
+    input:
+        vae_meta=lambda wc: ancient(
+            str(PLAN.discover_vae_dir(wc.model).with_suffix(".json"))
+        ),
+    output:
+        prior=directory(f"{PLAN.weights_dir}/{{model}}/prior"),
+        meta=f"{PLAN.weights_dir}/{{model}}/prior.json",
+        losses=f"{PLAN.weights_dir}/{{model}}/prior.losses.csv",
+    log:
+        f"{OUT}/logs/train_prior/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_prior/{{model}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(PLAN.composition_models),
+    conda:
+        "../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=res("mem_mb", 2),
+        runtime=res("runtime", 4),
+        gpu=0,
+    params:
+        spec=lambda wc: PLAN.composition_spec(wc.model)["prior"],
+        vae=lambda wc: str(PLAN.discover_vae_dir(wc.model)),
+        seed=config["seed"],
+    message:
+        "Training the mini diffusion prior of {wildcards.model}"
+    run:
+        import os
+        from types import SimpleNamespace
+        from discover.rule_context import rule_context
+        from discover.training.composition import train_prior
+
+        target = os.path.relpath(output.meta, workflow.basedir)
+        with rule_context(SimpleNamespace(threads=threads, log=log)):
+            train_prior(
+                output.prior,
+                params.spec,
+                vae_dir=params.vae,
+                seed=params.seed,
+                meta_path=output.meta,
+                log_csv=output.losses,
+                command=f"snakemake --cores 2 --forcerun train_prior -- {target}",
+            )
+
+
+# Eq. 4, stages I and II, one rate point: the codec (from the base model's at the same λ_R)
+# and its control module. Checkpoints (spec checkpoint_every) go under results/checkpoints/ and
+# survive a killed job: rerunning the rule resumes from the newest one.
+rule train_composition:
+    input:
+        prior_meta=ancient(f"{PLAN.weights_dir}/{{model}}/prior.json"),
+        codec_init=lambda wc: ancient(str(PLAN.composition_init(wc.model, wc.rate))),
+    output:
+        model=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.pth.tar",
+        meta=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.json",
+        losses=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.losses.csv",
+        control=directory(f"{PLAN.weights_dir}/{{model}}/control/r{{rate}}"),
+    log:
+        f"{OUT}/logs/train_composition/{{model}}/r{{rate}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_composition/{{model}}/r{{rate}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(PLAN.composition_models),
+    conda:
+        "../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=res("mem_mb", 4),
+        runtime=res("runtime", 8),
+        gpu=lambda wc: PLAN.composition_gpus(wc.model),
+    params:
+        spec=lambda wc: PLAN.composition_trainer_spec(wc.model),
+        prior=lambda wc: str(PLAN.prior_dir(wc.model)),
+        checkpoints=lambda wc: f"{OUT}/checkpoints/train_composition/{wc.model}/r{wc.rate}",
+        seed=config["seed"],
+        cache=PLAN.weights_cache,
+    message:
+        "Training {wildcards.model} with composition at λ_R={wildcards.rate}"
+    run:
+        import os
+        from types import SimpleNamespace
+        from discover.rule_context import rule_context
+        from discover.training.composition import train_composition
+
+        target = os.path.relpath(output.model, workflow.basedir)
+        with rule_context(SimpleNamespace(threads=threads, log=log)):
+            train_composition(
+                output.model,
+                output.control,
+                output.meta,
+                params.spec,
+                float(wildcards.rate),
+                prior=params.prior,
+                model_id=wildcards.model,
+                cache=params.cache,
+                codec_init=input.codec_init,
+                seed=params.seed,
+                checkpoint_dir=params.checkpoints,
+                log_csv=output.losses,
+                command=f"snakemake --cores 2 --forcerun train_composition -- {target}",
+            )
+
+
 rule train_all:
     input:
         task_weight_targets(),
         zoo_weight_targets(),
         discover_weight_targets(),
+        composition_weight_targets(),
         classifier_weight_targets(),

@@ -388,3 +388,65 @@ def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tm
             stream, consumer, pipe, CompositionSettings.from_dict(settings)
         )
         assert np.array_equal(np.asarray(Image.open(png)), expected)
+
+
+def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
+    """composition_training in the DAG: train_prior, then train_composition per λ_R (from the
+    base model's codec at that λ_R), then the codec decodes with what was trained."""
+    import copy
+
+    import pandas as pd
+    import yaml
+
+    from .conftest import ROOT, snakemake, tiny_config, write_config
+
+    cfg = tiny_config(shard_size=4)
+    cfg["datasets"]["scenes"]["num_images"] = 2
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["composition_training"] = {
+        "gen": {
+            "base": "discover-mini",
+            "lambdas": [1, 8],
+            "prior": {
+                "steps": 2,
+                "batch_size": 1,
+                "crop": 64,
+                "num_images": 1,
+                "unet": TEST_UNET,
+                "text_encoder": TEST_TEXT,
+            },
+            "steps": 2,
+            "stage2_steps": 1,
+            **{k: v for k, v in SPEC.items() if k != "codec"},
+        }
+    }
+    cfg["codecs"] = {
+        "gen": {
+            "type": "discover",
+            "trained": "gen",
+            "rates": [1, 8],
+            "tasks": {"detection": {"mask": "gt"}},
+            "composition": {"steps": {"machine": 1, "human": 2}},
+        }
+    }
+    cfg["anchor"] = "gen"
+    cfg["metrics"] = ["psnr"]
+    cfg["trained_weights_dir"] = str(tmp_path / "w")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w/discover-mini").symlink_to(ROOT / "weights/discover-mini")
+    proc = snakemake(tmp_path, write_config(tmp_path / "config.yaml", cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    d = tmp_path / "w" / "gen"
+    prior = json.loads((d / "prior.json").read_text())
+    assert prior["steps"] == 2 and "train_prior" in prior["command"]
+    for rate in (1, 8):
+        meta = json.loads((d / f"r{rate}.json").read_text())
+        assert meta["lambda_R"] == rate and meta["sha256"] == sha256(d / f"r{rate}.pth.tar")
+        assert meta["codec_init"].endswith(f"discover-mini/r{rate}.pth.tar")
+        assert (d / "control" / f"r{rate}" / "config.json").is_file()
+        assert "train_composition" in meta["command"]
+    assert not list((tmp_path / "results/checkpoints").rglob("*.pt"))  # removed once done
+    rd = pd.read_csv(tmp_path / "results/tables/scenes/rd.csv")
+    assert set(rd.codec) == {"gen@human", "gen@detection"} and rd["psnr"].notna().all()

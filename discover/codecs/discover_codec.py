@@ -120,6 +120,12 @@ class DiscoverCodec(Codec):
         from discover.composition import CompositionSettings
 
         cfg = self.cfg.get("composition")
+        if cfg and not cfg.get("prior"):
+            raise CodecError(
+                f"config key codecs.{self.name}.composition.prior: the diffusion prior (an "
+                "SD-layout directory or Hub id), unless the codec is trained: <a "
+                "composition_training entry>"
+            )
         return CompositionSettings.from_dict(cfg) if cfg else None
 
     def composer(self, rate):
