@@ -19,9 +19,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from discover.datasets.base import Dataset, Item
 from discover.datasets.registry import register_dataset
+from discover.errors import DatasetError
 
 CATEGORIES = ("circle", "square", "triangle", "star", "hexagon", "cross", "ring", "diamond")
 MIN_VISIBLE_FRACTION = 0.4  # objects occluded more than this are dropped from the image
+OBJECT_SCALE = (0.07, 0.22)  # object radius range, fractions of the short side
 
 
 def _rng(seed: int, split: str, index: int, stream: str = "") -> np.random.Generator:
@@ -156,10 +158,15 @@ class SceneGenerator:
         max_size: int,
         min_objects: int,
         max_objects: int,
+        object_scale: tuple[float, float] = OBJECT_SCALE,
     ):
         self.seed, self.split = seed, split
         self.min_size, self.max_size = min_size, max_size
         self.min_objects, self.max_objects = min_objects, max(min_objects, max_objects)
+        low, high = (float(v) for v in object_scale)
+        if not 0 < low <= high <= 1:
+            raise DatasetError(f"synthetic-scenes: object_scale {list(object_scale)} not in (0, 1]")
+        self.object_scale = (low, high)
 
     def sample(self, index: int) -> tuple[tuple[int, int], list[SceneObject]]:
         rng = _rng(self.seed, self.split, index, "layout")
@@ -171,7 +178,7 @@ class SceneGenerator:
         for k in range(n):
             # Every category appears evenly across a split (round robin + random offset).
             cat = int((index * 3 + k + int(rng.integers(0, len(CATEGORIES)))) % len(CATEGORIES))
-            radius = float(rng.uniform(0.07, 0.22) * short)
+            radius = float(rng.uniform(*self.object_scale) * short)
             cx = float(rng.uniform(radius * 0.6, w - radius * 0.6))
             cy = float(rng.uniform(radius * 0.6, h - radius * 0.6))
             objs.append(
@@ -229,6 +236,7 @@ class SyntheticScenes(Dataset):
             c.get("max_size", 512),
             c.get("min_objects", 2),
             c.get("max_objects", 6),
+            tuple(c.get("object_scale", OBJECT_SCALE)),
         )
 
     def _list(self) -> list[Item]:

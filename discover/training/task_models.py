@@ -92,11 +92,17 @@ def render_scenes(
     seed: int, split: str, num_images: int, scenes: Mapping[str, int] | None = None
 ) -> list[tuple[np.ndarray, list[dict]]]:
     """``num_images`` synthetic scenes of ``split`` (image, visible instances)."""
-    from discover.datasets.synthetic_scenes import SceneGenerator
+    from discover.datasets.synthetic_scenes import OBJECT_SCALE, SceneGenerator
 
     s = {**SCENES, **(scenes or {})}
     gen = SceneGenerator(
-        seed, split, s["min_size"], s["max_size"], s["min_objects"], s["max_objects"]
+        seed,
+        split,
+        s["min_size"],
+        s["max_size"],
+        s["min_objects"],
+        s["max_objects"],
+        tuple(s.get("object_scale", OBJECT_SCALE)),
     )
     return [gen.render(i) for i in range(num_images)]
 
