@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from discover.io import atomic_path  # noqa: E402
@@ -52,4 +53,29 @@ def rd_plot(
         fig.savefig(
             tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None}
         )
+    plt.close(fig)
+
+
+def visual_grid(
+    panels: list[tuple[str, np.ndarray, float | None]],
+    png: str | Path,
+    title: str,
+    columns: int = 4,
+) -> None:
+    """Paper Fig. 7: one panel per (label, HxWx3 image, bpp), the bpp printed under each."""
+    n = len(panels)
+    cols = max(1, min(columns, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.3 * rows), dpi=120, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (label, image, bpp) in zip(axes.flat, panels, strict=False):
+        ax.imshow(image)
+        ax.set_title(label, fontsize=8)
+        caption = "original" if bpp is None else f"{bpp:.3f} bpp"
+        ax.text(0.5, -0.04, caption, transform=ax.transAxes, ha="center", va="top", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)

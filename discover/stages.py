@@ -15,7 +15,7 @@ from PIL import Image
 
 from discover.codecs import get_codec
 from discover.datasets import get_dataset, shard_items
-from discover.errors import CodecError, DatasetError
+from discover.errors import CodecError, DatasetError, DiscoverError
 from discover.io import atomic_dir, atomic_path, write_bytes_atomic, write_text_atomic
 from discover.metrics.catalog import image_scorers, metric_columns, metric_info
 
@@ -616,3 +616,47 @@ def task_tables(
     ]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table
+
+
+def run_visual_grid(
+    dataset: str,
+    rows: Mapping[str, Mapping[str, tuple[str | Path, str | Path]]],
+    reference_dir: str | Path,
+    rd_csv: str | Path,
+    out_png: str | Path,
+    image: str | None = None,
+    bpp: float | None = None,
+) -> dict[str, Any]:
+    """Paper Fig. 7: the original and every row's reconstruction of one image at the rate whose
+    bpp (of that image) is closest to ``bpp`` — by default DISCOVER's full stream at its middle
+    rate point. ``rows``: row -> rate -> (per-image metrics CSV, folder of decoded PNGs)."""
+    from discover.plots import visual_grid
+
+    index = read_index(reference_dir)
+    image = image or str(index["id"].iloc[0])
+    if image not in set(index["id"].astype(str)):
+        raise DiscoverError(f"visual grid of {dataset}: image {image!r} is not in {reference_dir}")
+    points: dict[str, list[tuple[float, str, Path]]] = {}
+    for row, rates in rows.items():
+        for rate, (metrics_csv, decoded) in rates.items():
+            per_image = pd.read_csv(metrics_csv, dtype={"id": str}).set_index("id")
+            value = float(per_image.loc[image, "bpp"])
+            points.setdefault(row, []).append((value, rate, Path(decoded) / f"{image}.png"))
+    if bpp is None:
+        human = [r for r in points if r.endswith("@human")]
+        pool = sorted(points[human[0]]) if human else sorted(p for v in points.values() for p in v)
+        bpp = pool[len(pool) // 2][0]
+    labels = {}
+    if Path(rd_csv).is_file():
+        rd = pd.read_csv(rd_csv)
+        if "label" in rd:
+            labels = dict(zip(rd["codec"], rd["label"], strict=False))
+    panels = [("original", np.asarray(Image.open(Path(reference_dir) / f"{image}.png")), None)]
+    chosen = {}
+    for row, candidates in points.items():
+        value, rate, png = min(candidates, key=lambda p: (abs(p[0] - bpp), p[0]))
+        label = f"{labels.get(row, row)}\n(rate {rate})"
+        panels.append((label, np.asarray(Image.open(png)), value))
+        chosen[row] = {"rate": rate, "bpp": value}
+    visual_grid(panels, out_png, f"{dataset}: image {image}, target {bpp:.3f} bpp")
+    return {"image": image, "bpp": bpp, "rows": chosen}

@@ -325,6 +325,41 @@ class Plan:
                 rows.append(c)
         return rows
 
+    # -- figures ------------------------------------------------------------------------------
+    def visual_grid_rows(self, dataset: str) -> dict[str, dict[str, list[str]]]:
+        """Rows of the Fig. 7 grid (what a human sees: codecs and DISCOVER's full stream),
+        rate -> [per-image metrics CSV, decoded folder] of the dataset's first shard."""
+        out, shard = self.out, self.shards(dataset)[0]
+        rows = {}
+        for row in self.table_rows(dataset):
+            codec, _, consumer = row.partition("@")
+            if codec not in self.measured_codecs or consumer not in ("", "human"):
+                continue
+            rows[row] = {
+                rate: [
+                    f"{out}/metrics/{dataset}/{row}/{rate}/{shard}.csv",
+                    f"{out}/{dataset}/{row}/{rate}/{shard}",
+                ]
+                for rate in self.rates(row)
+            }
+        return rows
+
+    def visual_grid_inputs(self, dataset: str) -> list[str]:
+        return [
+            p
+            for rates in self.visual_grid_rows(dataset).values()
+            for v in rates.values()
+            for p in v
+        ]
+
+    def visual_grid_settings(self, dataset: str) -> dict:
+        cfg = self.config.get("visual_grid") or {}
+        return {"image": cfg.get("image"), "bpp": cfg.get("bpp")}
+
+    def visual_grid_datasets(self) -> list[str]:
+        wanted = (self.config.get("visual_grid") or {}).get("datasets") or self.datasets
+        return [d for d in self.datasets if d in wanted and self.visual_grid_rows(d)]
+
     @property
     def measured_rows(self) -> list[str]:
         rows = {r for d in self.datasets for r in self.table_rows(d)}

@@ -185,6 +185,8 @@ def final_targets():
             ]
         if PLAN.has_annotations(ds):
             targets.append(f"{OUT}/{ds}/annotations.json")
+        if ds in PLAN.visual_grid_datasets():
+            targets.append(f"{OUT}/plots/{ds}/visual_grid.png")
         grounded = {t for c in PLAN.discover_codecs for t in PLAN.grounded_tasks(c, ds)}
         for task in sorted(grounded):
             targets += [

@@ -141,3 +141,36 @@ rule rd_plot:
         "RD plot of {wildcards.dataset}: {wildcards.metric}"
     script:
         "../workflow_scripts/rd_plot.py"
+
+
+# Paper Fig. 7: the original and each row's reconstruction of one image at similar bpp.
+rule visual_grid:
+    input:
+        reference=lambda wc: f"{OUT}/{wc.dataset}/reference/{PLAN.shards(wc.dataset)[0]}",
+        rd=f"{OUT}/tables/{{dataset}}/rd.csv",
+        decoded=lambda wc: PLAN.visual_grid_inputs(wc.dataset),
+    output:
+        report(
+            f"{OUT}/plots/{{dataset}}/visual_grid.png",
+            caption="../report/visual_grid.rst",
+            category="Visual comparison",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "plot": "visual grid"},
+        ),
+    log:
+        f"{OUT}/logs/visual_grid/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/visual_grid/{{dataset}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        rows=lambda wc: PLAN.visual_grid_rows(wc.dataset),
+        settings=lambda wc: PLAN.visual_grid_settings(wc.dataset),
+    message:
+        "Visual grid of {wildcards.dataset}"
+    script:
+        "../workflow_scripts/visual_grid.py"

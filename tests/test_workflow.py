@@ -4,6 +4,7 @@ config-only codecs, and failures that leave finished results untouched."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
@@ -54,6 +55,9 @@ def test_dag_produces_tables_plots_and_report(finished_run):
     assert len(list((res / "scenes/hevc/32").glob("s*/*.png"))) == 4
     for log in ("prepare_shard/scenes/s0000.log", "codec_shard/scenes/hevc/32/s0001.log"):
         assert (res / "logs" / log).exists()
+    # Fig. 7: the original and one reconstruction per codec, at the rate closest to the target
+    grid = Image.open(res / "plots/scenes/visual_grid.png")
+    assert grid.width > 500 and grid.height > 200
     report = finished_run / "report.html"
     proc = snakemake(finished_run, finished_run / "config.yaml", "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -185,3 +189,48 @@ def test_configfile_replaces_the_embedded_default(tmp_path):
     stats = proc.stdout.split("Job stats:")[1]
     assert re.search(r"^codec_shard\s+12$", stats, re.M), stats  # 2 codecs x 3 rates x 2 shards
     assert re.search(r"^prepare_shard\s+2$", stats, re.M), stats
+
+
+def test_visual_grid_picks_each_codec_at_the_rate_closest_to_the_target(finished_run, tmp_path):
+    from discover.config import load_config
+    from discover.errors import DiscoverError
+    from discover.stages import run_visual_grid
+    from discover.workflow import Plan
+
+    res = finished_run / "results"
+    with contextlib.chdir(finished_run):
+        rows = Plan(load_config("config.yaml")).visual_grid_rows("scenes")
+    assert set(rows) == {"jpeg", "hevc"}
+    image = "val_000001"
+    bpp = {
+        (row, rate): pd.read_csv(finished_run / csv, dtype={"id": str}).set_index("id").bpp[image]
+        for row, rates in rows.items()
+        for rate, (csv, _) in rates.items()
+    }
+    rows = {
+        r: {k: [finished_run / p for p in v] for k, v in rates.items()} for r, rates in rows.items()
+    }
+    target = 0.5
+    out = run_visual_grid(
+        "scenes",
+        rows,
+        res / "scenes/reference/s0000",
+        res / "tables/scenes/rd.csv",
+        tmp_path / "grid.png",
+        image=image,
+        bpp=target,
+    )
+    for row, picked in out["rows"].items():
+        best = min((abs(v - target), rate) for (r, rate), v in bpp.items() if r == row)[1]
+        assert picked["rate"] == best and picked["bpp"] == bpp[(row, best)]
+    assert Image.open(tmp_path / "grid.png").size[0] > 500
+    with pytest.raises(DiscoverError, match="val_999999"):
+        run_visual_grid(
+            "scenes",
+            rows,
+            res / "scenes/reference/s0000",
+            res / "tables/scenes/rd.csv",
+            tmp_path / "bad.png",
+            image="val_999999",
+        )
+    assert not (tmp_path / "bad.png").exists()
