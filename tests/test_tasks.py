@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from discover.datasets.synthetic_scenes import CATEGORIES, SyntheticScenes
+from discover.datasets.synthetic_scenes import CATEGORIES
 from discover.errors import ConfigError
 from discover.tasks import (
     InputProtocol,
@@ -26,7 +26,7 @@ from discover.tasks import (
 )
 from discover.tasks.instance_segmentation import masks_to_original
 from discover.tasks.models import architecture_of, torchvision_weights
-from discover.training.task_models import train_task_model
+from discover.training.task_models import train_task_model, val_split
 from discover.weights import WeightsMissingError
 
 TINY_SCENES = {"min_size": 96, "max_size": 136, "min_objects": 1, "max_objects": 3}
@@ -36,13 +36,7 @@ DETECTOR_OPTIONS = {"min_size": 96, "max_size": 144, "box_score_thresh": 0.0, "w
 @pytest.fixture(scope="module")
 def scenes() -> tuple[list[tuple[int, np.ndarray]], dict]:
     """Six small synthetic scenes and their COCO annotations, as the dataset writes them."""
-    dataset = SyntheticScenes("scenes", {"split": "val", "num_images": 6, **TINY_SCENES}, seed=0)
-    items = dataset.list_items()
-    gt = dataset.annotations(items, {})
-    images = [
-        (img["id"], dataset.load(item)) for img, item in zip(gt["images"], items, strict=True)
-    ]
-    return images, gt
+    return val_split(0, 6, TINY_SCENES)
 
 
 @pytest.fixture(scope="module")

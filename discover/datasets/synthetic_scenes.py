@@ -147,6 +147,18 @@ def _color(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(0, 256, size=3))
 
 
+def object_crop(image: np.ndarray, mask: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """The part of ``image`` inside the bounding box of ``mask`` grown by ``margin`` of its
+    size on every side (clipped to the image)."""
+    h, w = image.shape[:2]
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    my, mx = int((y1 - y0) * margin), int((x1 - x0) * margin)
+    return np.ascontiguousarray(
+        image[max(0, y0 - my) : min(h, y1 + my), max(0, x0 - mx) : min(w, x1 + mx)]
+    )
+
+
 class SceneGenerator:
     """Deterministic scene sampler/renderer shared by the dataset and the tests."""
 

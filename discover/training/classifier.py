@@ -91,19 +91,14 @@ def scene_examples(
     Each object is cropped by its bounding box (with a 10 % margin, clipped to the image) and
     resized to ``size`` x ``size``: a shape classifier whose features react to shapes, edges
     and textures, the things a codec's artefacts change."""
-    from discover.datasets.synthetic_scenes import SceneGenerator
+    from discover.datasets.synthetic_scenes import SceneGenerator, object_crop
 
     gen = SceneGenerator(seed, split, 256, 512, 2, 6)
     xs, ys = [], []
     for i in range(num_images):
         image, instances = gen.render(i)
-        h, w = image.shape[:2]
         for inst in instances:
-            rows, cols = np.flatnonzero(inst["mask"].any(1)), np.flatnonzero(inst["mask"].any(0))
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            my, mx = (y1 - y0) // 10, (x1 - x0) // 10
-            crop = image[max(0, y0 - my) : min(h, y1 + my), max(0, x0 - mx) : min(w, x1 + mx)]
-            xs.append(to_input(np.ascontiguousarray(crop), size))
+            xs.append(to_input(object_crop(image, inst["mask"]), size))
             ys.append(inst["category"])
     return torch.stack(xs), torch.tensor(ys)
 

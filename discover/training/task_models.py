@@ -372,15 +372,12 @@ def object_crops(
     margin, squashed) and their categories."""
     from PIL import Image
 
+    from discover.datasets.synthetic_scenes import object_crop
+
     crops, labels = [], []
     for image, instances in pool:
-        h, w = image.shape[:2]
         for inst in instances:
-            rows = np.flatnonzero(inst["mask"].any(1))
-            cols = np.flatnonzero(inst["mask"].any(0))
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            my, mx = (y1 - y0) // 10, (x1 - x0) // 10
-            crop = image[max(0, y0 - my) : min(h, y1 + my), max(0, x0 - mx) : min(w, x1 + mx)]
+            crop = object_crop(image, inst["mask"])
             crops.append(
                 np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR))
             )
