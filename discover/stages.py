@@ -487,11 +487,13 @@ def run_task_predict(
     config: Mapping[str, Any],
     task: str,
     reference_dir: str | Path,
-    images_dir: str | Path,
-    out_json: str | Path,
-) -> list:
-    """A task model's predictions on one shard of decoded (or reference) images, saved per
-    image (COCO results / top-k) so that metrics can be recomputed without the model."""
+    images_dirs: Mapping[str, str | Path],
+    out_dir: str | Path,
+) -> dict[str, list]:
+    """A task model's predictions on one shard of decoded (or reference) images at each rate
+    point (``images_dirs``: rate -> folder of PNGs), saved per image as ``out_dir/<rate>.json``
+    (COCO results / top-k) so that metrics can be recomputed without the model. The model is
+    loaded once for all rate points."""
     from discover.tasks import get_task, save_predictions
 
     t = get_task(task, config, config.get("weights_cache"))
@@ -501,17 +503,20 @@ def run_task_predict(
     if ann.is_file():
         categories = json.loads(ann.read_text())["categories"]
 
-    def images():
+    def images(folder: Path):
         for stem, coco_id in ids.items():
-            path = Path(images_dir) / f"{stem}.png"
+            path = folder / f"{stem}.png"
             try:
                 yield coco_id, np.asarray(Image.open(path).convert("RGB"))
             except OSError as exc:
                 raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
-    predictions = t.predict(images(), categories=categories)
-    save_predictions(out_json, predictions)
-    return predictions
+    out = {}
+    with atomic_dir(out_dir) as tmp:
+        for rate, folder in images_dirs.items():
+            out[str(rate)] = t.predict(images(Path(folder)), categories=categories)
+            save_predictions(Path(tmp) / f"{rate}.json", out[str(rate)])
+    return out
 
 
 def run_task_eval(

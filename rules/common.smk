@@ -79,11 +79,13 @@ def aggregate_inputs(wildcards):
 
 def task_predict_inputs(wildcards):
     ref = f"{OUT}/{wildcards.dataset}/reference/{wildcards.shard}"
-    images = (
-        ref
-        if wildcards.row == "reference"
-        else f"{OUT}/{wildcards.dataset}/{wildcards.row}/{wildcards.rate}/{wildcards.shard}"
-    )
+    if wildcards.row == "reference":
+        images = [ref]
+    else:
+        images = [
+            f"{OUT}/{wildcards.dataset}/{wildcards.row}/{rate}/{wildcards.shard}"
+            for rate in PLAN.task_rates(wildcards.row)
+        ]
     weights = [ancient(f) for f in PLAN.task_weight_files(wildcards.task)]
     return {"reference": ref, "images": images, "weights": weights}
 
@@ -92,8 +94,7 @@ def task_eval_inputs(wildcards):
     return {
         "reference": reference_shards(wildcards),
         "predictions": [
-            f"{OUT}/tasks/{wildcards.dataset}/{wildcards.task}/{wildcards.row}/{rate}/{shard}.json"
-            for rate in PLAN.task_rates(wildcards.row)
+            f"{OUT}/tasks/{wildcards.dataset}/{wildcards.task}/{wildcards.row}/{shard}"
             for shard in PLAN.shards(wildcards.dataset)
         ],
     }

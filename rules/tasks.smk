@@ -1,17 +1,18 @@
-# Machine-vision tasks on decoded images: predictions per (dataset, task, row, rate, shard),
-# saved so that metrics can be recomputed without the model; metrics per (dataset, task, row);
-# the "uncompressed" reference row; the paper-style task table per dataset.
+# Machine-vision tasks on decoded images: predictions per (dataset, task, row, shard), one file
+# per rate point (the model is loaded once for all of them), saved so that metrics can be
+# recomputed without the model; metrics per (dataset, task, row); the "uncompressed" reference
+# row; the paper-style task table per dataset.
 
 
 rule task_predict:
     input:
         unpack(task_predict_inputs),
     output:
-        f"{OUT}/tasks/{{dataset}}/{{task}}/{{row}}/{{rate}}/{{shard}}.json",
+        directory(f"{OUT}/tasks/{{dataset}}/{{task}}/{{row}}/{{shard}}"),
     log:
-        f"{OUT}/logs/task_predict/{{dataset}}/{{task}}/{{row}}/{{rate}}/{{shard}}.log",
+        f"{OUT}/logs/task_predict/{{dataset}}/{{task}}/{{row}}/{{shard}}.log",
     benchmark:
-        f"{OUT}/benchmarks/task_predict/{{dataset}}/{{task}}/{{row}}/{{rate}}/{{shard}}.tsv"
+        f"{OUT}/benchmarks/task_predict/{{dataset}}/{{task}}/{{row}}/{{shard}}.tsv"
     wildcard_constraints:
         task=PLAN.name_regex(PLAN.evaluated_tasks),
         row=PLAN.name_regex([*PLAN.measured_rows, "reference"]),
@@ -26,8 +27,9 @@ rule task_predict:
         gpu=lambda wc: PLAN.task_gpus(wc.task),
     params:
         config=lambda wc: PLAN.task_job_config(wc.task),
+        rates=lambda wc: PLAN.task_rates(wc.row),
     message:
-        "{wildcards.task} on {wildcards.row} @ {wildcards.rate}, {wildcards.dataset}/{wildcards.shard}"
+        "{wildcards.task} on {wildcards.row}, {wildcards.dataset}/{wildcards.shard}"
     script:
         "../workflow_scripts/task_predict.py"
 

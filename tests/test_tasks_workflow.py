@@ -109,7 +109,7 @@ def test_saved_predictions_give_the_table_ap_with_pycocotools(tasks_run):
     gt.dataset = json.loads((out / "scenes/reference/s0000/annotations.json").read_text())
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
-    preds = json.loads((out / "tasks/scenes/detection/jpeg/15/s0000.json").read_text())
+    preds = json.loads((out / "tasks/scenes/detection/jpeg/s0000/15.json").read_text())
     metrics = pd.read_csv(out / "metrics/scenes/tasks/detection/jpeg.csv", dtype={"rate": str})
     got = metrics.set_index("rate").loc["15", "detection_bbox_AP"]
     if not preds:  # an untrained detector may find nothing: pycocotools' AP is then 0

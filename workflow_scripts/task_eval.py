@@ -5,10 +5,11 @@ from discover.rule_context import rule_context
 
 smk = snakemake
 with rule_context(smk):
-    # .../{row}/{rate}/{shard}.json -> prediction files grouped by rate
-    predictions = {str(rate): [] for rate in smk.params.rates}
-    for path in smk.input.predictions:
-        predictions[Path(path).parent.name].append(path)
+    # .../{row}/{shard}/{rate}.json: the shards' prediction files per rate
+    predictions = {
+        str(rate): [str(Path(d) / f"{rate}.json") for d in smk.input.predictions]
+        for rate in smk.params.rates
+    }
     stages.run_task_eval(
         smk.params.config,
         smk.wildcards.task,

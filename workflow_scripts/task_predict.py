@@ -7,6 +7,6 @@ with rule_context(smk):
         smk.params.config,
         smk.wildcards.task,
         smk.input.reference,
-        smk.input.images,
+        dict(zip(smk.params.rates, smk.input.images, strict=True)),
         smk.output[0],
     )
