@@ -48,6 +48,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# Optional: the mmdet backend of the detection tasks (docs/mmdet.md). Builds mmcv's CPU ops
+# once into ${DISCOVER_WHEEL_CACHE:-~/.cache/discover/wheels} (15-30 min on 2 cores), then reuses
+# the wheel; a second run only checks.
+.PHONY: mmdet
+mmdet: python-deps
+	bash scripts/mmdet/install.sh $(VENV)
+
 lint: python-deps
 	$(BIN)/ruff check discover tests workflow_scripts benchmarks
 

@@ -1,14 +1,15 @@
 """Wall time and peak memory (RSS summed over the whole process tree) of the demo DAG.
 
-Runs `snakemake --cores 2` on config.yaml in a fresh working directory.
-Targets at this stage: <= 10 min, <= 4 GiB.
+Runs `snakemake --cores 2` on config.yaml in a fresh working directory (removed afterwards
+unless --keep names one). Targets (with the machine tasks): <= 20 min, <= 4 GiB.
 
-    python benchmarks/demo.py [--cores 2] [--config config.yaml]
+    python benchmarks/demo.py [--cores 2] [--config config.yaml] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -51,8 +52,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", default=str(ROOT / "config.yaml"))
+    ap.add_argument("--keep", help="an empty or new directory to run in and keep")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        if any(Path(args.keep).iterdir()):
+            ap.error(f"--keep {args.keep}: not empty (the demo's first run is what is timed)")
+    context = contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()
+    with context as tmp:
         shutil.copy(args.config, Path(tmp) / "config.yaml")
         cmd = snakemake_command(
             Path(tmp) / "config.yaml", "--quiet", "all", workdir=tmp, cores=args.cores
@@ -79,10 +86,10 @@ def main() -> int:
             return 1
     gib = peak / 2**30
     print(
-        f"demo DAG: {elapsed / 60:.2f} min (target <= 10)   peak RSS of the process tree: "
+        f"demo DAG: {elapsed / 60:.2f} min (target <= 20)   peak RSS of the process tree: "
         f"{gib:.2f} GiB (target <= 4)"
     )
-    return 0 if elapsed <= 600 and gib <= 4 else 2
+    return 0 if elapsed <= 1200 and gib <= 4 else 2
 
 
 if __name__ == "__main__":

@@ -164,11 +164,21 @@ class Plan:
     def task_weight_files(self, task: str) -> list[str]:
         from discover.tasks.models import required_weights
 
+        cfg = self.config["tasks"][task]
+        if cfg.get("backend") == "mmdet":  # an mmdet config + checkpoint (no sidecar)
+            from discover.tasks.mmdet_backend import required_files
+
+            return required_files(cfg, self.weights_cache, task)
         checkpoint = self.task_checkpoint(task)
         if checkpoint is not None:
             return [checkpoint, str(Path(checkpoint).with_suffix(".json"))]
         specs = required_weights(self.config["tasks"][task])
         return [f"{self.weights_cache}/{spec.filename}" for spec in specs]
+
+    def task_env(self, task: str) -> str:
+        """Conda env file of a task's prediction jobs (relative to rules/): mmdet's own."""
+        mmdet = (self.config["tasks"][task] or {}).get("backend") == "mmdet"
+        return "../envs/mmdet.yaml" if mmdet else "../envs/core.yaml"
 
     def task_job_config(self, task: str) -> dict:
         cfg = {k: v for k, v in self.config["tasks"][task].items() if k not in ("trained",)}

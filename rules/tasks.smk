@@ -19,7 +19,7 @@ rule task_predict:
     group:
         "tasks"
     conda:
-        "../envs/core.yaml"
+        lambda wc: PLAN.task_env(wc.task)
     threads: 1
     resources:
         mem_mb=res("mem_mb"),

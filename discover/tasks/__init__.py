@@ -19,6 +19,10 @@ stage's)::
         evaluator: pycocotools           # or faster-coco-eval (identical numbers)
         batch_size: 1
         device: cpu
+        backend: torchvision             # or mmdet: config (mmdet .py) + weights (.pth)
+
+Detection tasks may run mmdet models (``backend: mmdet``, ``discover.tasks.mmdet_backend``;
+optional, installed by ``make mmdet``).
 
 Typical use::
 
@@ -52,6 +56,7 @@ from discover.tasks.evaluation import (
     read_annotations,
 )
 from discover.tasks.instance_segmentation import InstanceSegmentationTask
+from discover.tasks.mmdet_backend import MMDetDetector
 from discover.tasks.models import (
     TorchvisionClassifier,
     build_classifier,
@@ -70,6 +75,7 @@ __all__ = [
     "Geometry",
     "InputProtocol",
     "InstanceSegmentationTask",
+    "MMDetDetector",
     "Predictions",
     "Task",
     "TaskError",

@@ -206,7 +206,8 @@ class Task:
             if not self.cfg.get("weights"):
                 raise ConfigError(
                     f"config key tasks.{self.task_name}.weights: a checkpoint path or a "
-                    "torchvision weights name (e.g. FasterRCNN_ResNet50_FPN_Weights.COCO_V1)"
+                    "torchvision weights name (e.g. FasterRCNN_ResNet50_FPN_Weights.COCO_V1); "
+                    "with backend mmdet, an mmdet checkpoint"
                 )
             model = load_task_model(
                 self.name,
@@ -214,6 +215,9 @@ class Task:
                 architecture=self.cfg.get("architecture"),
                 weights_cache=weights_cache,
                 device=self.device,
+                backend=str(self.cfg.get("backend") or "torchvision"),
+                config=self.cfg.get("config"),
+                task=self.task_name,
             )
         self.model = model
         protocol = self.cfg.get("protocol")

@@ -10,10 +10,13 @@ Config (``tasks.<name>``)::
     batch_size: 1
     score_threshold: 0.0          # drop detections below (the model has its own cut too)
     device: cpu
+    backend: torchvision          # or mmdet: config (an mmdet .py) + weights (its checkpoint)
 
 Predictions are a COCO results list in the pixels of the images as given: the protocol's
 resize/crop is undone, and the model's classes are mapped to the dataset's category ids by
-name (torchvision's COCO models label with 91 indices, "N/A" in the gaps).
+name (torchvision's COCO models label with 91 indices, "N/A" in the gaps). With ``backend:
+mmdet`` (``discover.tasks.mmdet_backend``) mmdet's ``inference_detector`` runs instead and its
+outputs go through the same conversion.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 @register_task("detection")
 class DetectionTask(Task):
-    """COCO box AP of a torchvision detector (``model``: a ``TorchvisionDetector``)."""
+    """COCO box AP of a detector (``model``: a ``TorchvisionDetector`` or, with backend
+    mmdet, an ``MMDetDetector``)."""
 
     metrics = coco_metric_names("bbox")
     iou_types: tuple[str, ...] = ("bbox",)
@@ -81,6 +85,8 @@ class DetectionTask(Task):
         "batch_size": 1,
         "score_threshold": 0.0,
         "device": "cpu",
+        "backend": "torchvision",
+        "config": None,  # backend mmdet: the mmdet config file
     }
 
     def __init__(self, cfg: Mapping[str, Any] | None = None, **kwargs: Any):
@@ -102,15 +108,28 @@ class DetectionTask(Task):
         categories: Sequence[Mapping[str, Any]] | None = None,
     ) -> Predictions:
         ids = category_ids(self.model.categories, categories)
-        device = next(self.model.model.parameters()).device
         predictions: Predictions = []
         for group in batched(images, self.batch_size):
             processed = [self.protocol.apply(image) for _, image in group]
-            outputs = self.model.model([to_tensor(arr).to(device) for arr, _ in processed])
+            outputs = self._forward([arr for arr, _ in processed])
             for (iid, _), (_, geometry), output in zip(group, processed, outputs, strict=True):
                 output = {k: v.cpu() for k, v in output.items()}
                 predictions.extend(self._records(iid, geometry, output, ids))
         return predictions
+
+    def _forward(self, arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        """Torchvision-style outputs (boxes, labels, scores, masks) of processed images."""
+        forward_images = getattr(self.model, "forward_images", None)
+        if forward_images is not None:  # backends that run their own pipeline (mmdet)
+            return forward_images(arrays)
+        device = next(self.model.model.parameters()).device
+        return self.model.model([to_tensor(arr).to(device) for arr in arrays])
+
+    def provenance(self) -> dict[str, Any]:
+        out = super().provenance()
+        if self.cfg.get("backend") == "mmdet":
+            out.update(backend="mmdet", config=self.cfg.get("config"))
+        return out
 
     def _records(
         self, iid: int, geometry: Geometry, output: Mapping[str, torch.Tensor], ids: dict

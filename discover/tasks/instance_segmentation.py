@@ -2,7 +2,8 @@
 here), scored by COCO mask AP and box AP.
 
 Config as for ``detection`` (``type: instance_segmentation``, ``weights:
-MaskRCNN_ResNet50_FPN_Weights.COCO_V1`` or a checkpoint of ``custom-small-mask``). Each
+MaskRCNN_ResNet50_FPN_Weights.COCO_V1`` or a checkpoint of ``custom-small-mask``; or
+``backend: mmdet`` with a Mask R-CNN config, whose binary masks take the same path). Each
 prediction carries the detector's box and its mask as COCO RLE (``segmentation``), thresholded
 at 0.5 in the pixels of the image as given.
 """

@@ -12,6 +12,9 @@ small ones the pipeline trains, with their weights from a checkpoint or the weig
   compute nodes never download). The model is built exactly as torchvision's builder builds
   it for those weights (frozen batch norm, its eps), and its categories are the weights'
   own (COCO's 91-index labels, ImageNet's 1000 classes).
+
+Detection tasks with ``backend: mmdet`` instead run an mmdet config + checkpoint
+(:mod:`discover.tasks.mmdet_backend`; mmdet is optional and imported only then).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from discover.grounding.base import GroundingError
 from discover.grounding.detector import PROVENANCE_KEYS, TorchvisionDetector, build_detector
 from discover.io import atomic_path, write_text_atomic
 from discover.tasks.base import InputProtocol, TaskError
+from discover.tasks.mmdet_backend import BACKENDS, MMDetDetector, load_mmdet_model
 from discover.weights import WeightSpec, resolve, sha256
 
 MINI_RESNET = "mini-resnet"
@@ -285,11 +289,35 @@ def load_task_model(
     architecture: str | None = None,
     weights_cache: str | os.PathLike | None = None,
     device: str = "cpu",
-) -> TorchvisionDetector | TorchvisionClassifier:
+    backend: str = "torchvision",
+    config: str | None = None,
+    task: str | None = None,
+) -> TorchvisionDetector | TorchvisionClassifier | MMDetDetector:
     """The model of a ``kind`` task (detection, instance_segmentation, classification) from a
-    checkpoint path or a torchvision weights name (read from the weights cache)."""
+    checkpoint path or a torchvision weights name (read from the weights cache); with
+    ``backend="mmdet"`` an mmdet ``config`` + checkpoint (``discover.tasks.mmdet_backend``).
+    ``task`` names the task in errors."""
     if kind not in (*DETECTION_KINDS, "classification"):
         raise TaskError(f"unknown task kind {kind!r}")
+    where = f"tasks.{task or kind}"
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"config key {where}.backend: unknown backend {backend!r} (known: {list(BACKENDS)})"
+        )
+    if backend == "mmdet":
+        if kind not in DETECTION_KINDS:
+            raise ConfigError(f"config key {where}.backend: mmdet runs detection tasks only")
+        return load_mmdet_model(
+            kind,
+            config,
+            str(weights),
+            task=task or kind,
+            architecture=architecture,
+            weights_cache=weights_cache,
+            device=device,
+        )
+    if config:
+        raise ConfigError(f"config key {where}.config: only backend mmdet reads a model config")
     if is_weights_name(str(weights)) and not Path(weights).expanduser().is_file():
         model, arch, categories = load_official(str(weights), weights_cache, architecture)
         if kind == "classification":
