@@ -26,10 +26,12 @@ def fitting_state_dict(
     *,
     what: str = "checkpoint",
     error: type[DiscoverError] = DiscoverError,
+    new_prefixes: tuple[str, ...] = (),
 ) -> OrderedDict:
     """``state`` (or the state dict a training checkpoint wraps) as a state dict of ``model``;
     otherwise ``error`` naming ``what`` ``path`` and the missing, unexpected and mis-shaped
-    keys."""
+    keys. Keys of ``model`` under ``new_prefixes`` may be missing (parts that a partial
+    initialisation leaves to training: load the result with ``strict=False``)."""
     import torch
 
     if isinstance(state, Mapping) and not any(isinstance(v, torch.Tensor) for v in state.values()):
@@ -40,7 +42,7 @@ def fitting_state_dict(
     if not isinstance(state, Mapping):
         raise error(f"{what} {path} does not hold a state dict")
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(new_prefixes))
     unexpected = sorted(set(state) - set(expected))
     mismatched = sorted(
         f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"

@@ -222,6 +222,18 @@ class Plan:
     def task_training_spec(self, model: str) -> dict:
         return dict(self.config["task_training"][model])
 
+    def task_init(self, model: str) -> str | None:
+        """The checkpoint a task model starts from (spec ``init``: a task_training entry)."""
+        init = self.config["task_training"][model].get("init")
+        if init is None:
+            return None
+        if init not in self.config["task_training"] or init == model:
+            raise ConfigError(
+                f"config key task_training.{model}.init: {init!r} is not another "
+                "task_training entry"
+            )
+        return str(self.task_model_path(init))
+
     # -- semantics: labels per task, grounding per shard -------------------------------------
     def grounded_tasks(self, codec: str, dataset: str) -> list[str]:
         """Tasks of a DISCOVER codec whose masks come from the semantics stage on a dataset."""

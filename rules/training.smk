@@ -177,6 +177,8 @@ rule train_classifier:
 
 
 rule train_task_model:
+    input:
+        init=lambda wc: [ancient(p) for p in [PLAN.task_init(wc.model)] if p],
     output:
         model=f"{PLAN.weights_dir}/{{model}}/model.pt",
         meta=f"{PLAN.weights_dir}/{{model}}/model.json",
@@ -216,7 +218,8 @@ rule train_task_model:
                 spec,
                 seed=params.seed,
                 log_csv=output.losses,
-                command=f"snakemake --cores 2 --forcerun train_task_model -- {target}",
+                command=f"snakemake --cores 2 --force -- {target}",
+                init_path=input.init[0] if input.init else None,
             )
 
 

@@ -27,7 +27,7 @@ from discover.tasks import (
 from discover.tasks.instance_segmentation import masks_to_original
 from discover.tasks.models import architecture_of, torchvision_weights
 from discover.training.task_models import train_task_model, val_split
-from discover.weights import WeightsMissingError
+from discover.weights import WeightsMissingError, sha256
 
 TINY_SCENES = {"min_size": 96, "max_size": 136, "min_objects": 1, "max_objects": 3}
 DETECTOR_OPTIONS = {"min_size": 96, "max_size": 144, "box_score_thresh": 0.0, "width": 8}
@@ -339,3 +339,49 @@ def test_training_a_few_steps_writes_a_loadable_checkpoint(tmp_path, kind, spec)
     out.write_bytes(out.read_bytes() + b"\0")  # a state dict the sidecar does not describe
     with pytest.raises(TaskError, match="sha256"):
         get_task(kind, {"tasks": {kind: {"weights": str(out)}}})
+
+
+def test_a_mask_rcnn_starts_from_a_trained_detector(tmp_path):
+    kwargs = {"width": 8, "min_size": 96, "max_size": 144}
+    tiny = {"batch_size": 2, "num_images": 4, "val_images": 2, "scenes": TINY_SCENES}
+    train_task_model(
+        "detection",
+        tmp_path / "det.pt",
+        tmp_path / "det.json",
+        {**tiny, "steps": 2, "kwargs": kwargs},
+    )
+    # lr 0: the step changes no parameter, so what the mask model holds is what it loaded
+    spec = {**tiny, "steps": 1, "lr": 0.0, "kwargs": kwargs, "init": "det"}
+    meta = train_task_model(
+        "instance_segmentation",
+        tmp_path / "seg.pt",
+        tmp_path / "seg.json",
+        spec,
+        init_path=tmp_path / "det.pt",
+    )
+    assert meta["init"] == {"path": str(tmp_path / "det.pt"), "sha256": sha256(tmp_path / "det.pt")}
+    det = torch.load(tmp_path / "det.pt", weights_only=True)
+    seg = torch.load(tmp_path / "seg.pt", weights_only=True)
+    model = build_task_model(
+        "instance_segmentation", "custom-small-mask", ["__background__", *CATEGORIES], **kwargs
+    ).model
+    params = {name for name, _ in model.named_parameters()}
+    shared = params & set(det)
+    assert shared and all(torch.equal(det[k], seg[k]) for k in shared)
+    assert {k for k in params - shared} == {k for k in params if k.startswith("roi_heads.mask_")}
+    # a classifier is no detector: the error names the file and the keys
+    train_task_model(
+        "classification",
+        tmp_path / "cls.pt",
+        tmp_path / "cls.json",
+        {**tiny, "steps": 1, "input_size": 32, "kwargs": {"widths": [8, 16]}},
+    )
+    with pytest.raises(ConfigError, match=r"cls\.pt does not fit .*missing keys"):
+        train_task_model(
+            "instance_segmentation",
+            tmp_path / "bad.pt",
+            tmp_path / "bad.json",
+            spec,
+            init_path=tmp_path / "cls.pt",
+        )
+    assert not (tmp_path / "bad.pt").exists()

@@ -26,6 +26,8 @@ Spec (one entry of ``task_training``; defaults in brackets, detectors / classifi
     kwargs: {...}                 # the architecture's (min_size, anchor_sizes, widths, ...)
     input_size: 128               # classification: images squashed to input_size^2 (the
                                   # protocol recorded in the sidecar, so tasks feed the same)
+    init: scenes-detector         # start from another task_training detector (Mask R-CNN
+                                  #   from Faster R-CNN: only the mask head is new)
     pretrain_steps: 400           # [0] > 0: stage 0 on object crops of the same scenes (no
     pretrain_crop: 64             #   outside data), squashed to this size,
     pretrain_batch_size: 64       #   batches of this many,
@@ -82,6 +84,7 @@ SPEC_KEYS = {
     "pretrain_crop",
     "pretrain_lr",
     "pretrain_batch_size",
+    "init",
 }
 
 
@@ -199,10 +202,15 @@ def train_task_model(
     steps: int | None = None,
     log_csv: str | Path | None = None,
     command: str = "",
+    init_path: str | Path | None = None,
 ) -> dict:
     """Train the ``kind`` task model of ``spec`` on synthetic-scenes (train split), score it
     on the val split, and write the state dict, its sidecar (with the val metrics, spec,
-    seed, command and sha256) and the loss CSV, each atomically. Returns the sidecar."""
+    seed, command and sha256) and the loss CSV, each atomically. Returns the sidecar.
+
+    ``init_path``: a detector checkpoint to start from (spec ``init`` names its
+    task_training entry): a Mask R-CNN takes a Faster R-CNN's backbone, RPN and box head, and
+    only its mask head starts from scratch."""
     from discover.datasets.synthetic_scenes import CATEGORIES
     from discover.tasks.models import build_task_model
 
@@ -228,6 +236,8 @@ def train_task_model(
         else:
             categories = ["__background__", *CATEGORIES]
             model = build_task_model(kind, architecture, categories, **kwargs)
+            if init_path is not None:
+                _initialise(model.model, init_path)
             rows = _train_detector(model, kind, spec, rng, steps, t0, seed)
         train_seconds = time.perf_counter() - t0
         metrics, val_images = evaluate_on_val(kind, model, seed, spec)
@@ -253,6 +263,7 @@ def train_task_model(
         "command": command,
         "val_metrics": metrics,
         "val_images": val_images,
+        **({"init": {"path": str(init_path), "sha256": sha256(init_path)}} if init_path else {}),
         "final_loss": rows[-1]["loss"] if rows else None,
         "train_seconds": round(train_seconds, 1),
         "sha256": sha256(out_path),
@@ -260,6 +271,26 @@ def train_task_model(
     write_text_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
     write_losses(log_csv, rows)
     return meta
+
+
+def _initialise(module: torch.nn.Module, path: str | Path) -> None:
+    """``module`` from the detector checkpoint ``path``; only a mask head may be new."""
+    from discover.checkpoints import fitting_state_dict
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises a variety of types for a bad file
+        raise ConfigError(f"task_training init: cannot read {path}: {exc}") from exc
+    state = fitting_state_dict(
+        module,
+        state,
+        path,
+        what="task_training init",
+        error=ConfigError,
+        new_prefixes=("roi_heads.mask_",),
+    )
+    module.load_state_dict(state, strict=False)
+    log.info("initialised from %s (%d tensors)", path, len(state))
 
 
 def evaluate_on_val(
