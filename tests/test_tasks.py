@@ -369,6 +369,11 @@ def test_a_mask_rcnn_starts_from_a_trained_detector(tmp_path):
     shared = params & set(det)
     assert shared and all(torch.equal(det[k], seg[k]) for k in shared)
     assert {k for k in params - shared} == {k for k in params if k.startswith("roi_heads.mask_")}
+    task = get_task(
+        "instance_segmentation",
+        {"tasks": {"instance_segmentation": {"weights": str(tmp_path / "seg.pt")}}},
+    )
+    assert task.model.architecture == "custom-small-mask"
     # a classifier is no detector: the error names the file and the keys
     train_task_model(
         "classification",

@@ -58,6 +58,7 @@ PROVENANCE_KEYS = (
     "train_seconds",
     "final_loss",
     "sha256",
+    "init",
 )
 
 
