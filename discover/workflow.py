@@ -148,15 +148,15 @@ class Plan:
 
         cfg = self.config["tasks"][task]
         if cfg.get("trained"):
-            name = cfg["trained"]
-            if name not in self.config.get("task_training", {}):
-                raise ConfigError(
-                    f"config key task_training.{name}: not defined (tasks.{task} says trained: "
-                    f"{name})"
-                )
-            return str(self.task_model_path(name))
+            return str(self.trained_task_model(cfg["trained"], f"tasks.{task}.trained"))
         weights = str(cfg["weights"])
         return None if is_weights_name(weights) and not Path(weights).is_file() else weights
+
+    def trained_task_model(self, name: str, key: str) -> Path:
+        """The checkpoint of the task_training entry ``name`` that config key ``key`` names."""
+        if name not in (self.config.get("task_training") or {}):
+            raise ConfigError(f"config key {key}: {name!r} is not a task_training entry")
+        return self.task_model_path(name)
 
     def task_model_path(self, model: str) -> Path:
         return self.weights_dir / model / "model.pt"
@@ -227,12 +227,11 @@ class Plan:
         init = self.config["task_training"][model].get("init")
         if init is None:
             return None
-        if init not in self.config["task_training"] or init == model:
+        if init == model:
             raise ConfigError(
-                f"config key task_training.{model}.init: {init!r} is not another "
-                "task_training entry"
+                f"config key task_training.{model}.init: a model cannot start from itself"
             )
-        return str(self.task_model_path(init))
+        return str(self.trained_task_model(init, f"task_training.{model}.init"))
 
     # -- semantics: labels per task, grounding per shard -------------------------------------
     def grounded_tasks(self, codec: str, dataset: str) -> list[str]:
@@ -282,12 +281,8 @@ class Plan:
         cfg = dict(grounding_config(self.config).get("detector") or {})
         trained = cfg.pop("trained", None)
         if trained:
-            if trained not in (self.config.get("task_training") or {}):
-                raise ConfigError(
-                    f"config key semantics.grounding.detector.trained: {trained!r} is not a "
-                    "task_training entry"
-                )
-            cfg["checkpoint"] = str(self.task_model_path(trained))
+            key = "semantics.grounding.detector.trained"
+            cfg["checkpoint"] = str(self.trained_task_model(trained, key))
         if not cfg.get("checkpoint"):
             raise ConfigError(
                 "config key semantics.grounding.detector: the detector backend needs a "

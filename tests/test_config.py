@@ -84,3 +84,28 @@ def test_schema_documents_every_top_level_key():
     schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     assert set(default) <= set(schema["properties"])
+
+
+def test_references_to_trained_task_models_name_the_key():
+    base = {"tasks": {"detection": {"trained": "det"}}, "task_training": {}}
+    cases = [
+        (base, "tasks.detection.trained: 'det' is not a task_training entry"),
+        (
+            {"task_training": {"seg": {"kind": "instance_segmentation", "init": "det"}}},
+            "task_training.seg.init: 'det' is not a task_training entry",
+        ),
+        (
+            {"semantics": {"grounding": {"backend": "detector", "detector": {"trained": "det"}}}},
+            "semantics.grounding.detector.trained: 'det' is not a task_training entry",
+        ),
+    ]
+    for extra, needle in cases:
+        plan = Plan(validate_config(tiny_config(**extra)))
+        with pytest.raises(ConfigError) as err:
+            if "tasks" in extra:
+                plan.task_checkpoint("detection")
+            elif "task_training" in extra:
+                plan.task_init("seg")
+            else:
+                plan.grounding_weight_files()
+        assert needle in str(err.value)
