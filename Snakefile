@@ -38,6 +38,7 @@ localrules:
     rd_plot,
     perception_table,
     task_table,
+    ablation_plot,
     task_labels,
     grounding_report,
     fetch_weight,

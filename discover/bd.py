@@ -2,6 +2,14 @@
 
 BD-rate (%) is negative when the test codec needs fewer bits for the same quality. BD-metric is
 the average quality difference at equal rate (positive = better for PSNR/MS-SSIM).
+
+Envelope. BD interpolates rate as a function of quality, so a curve must be strictly monotone.
+Task accuracies are often not: they saturate at the task model's clean score and, on small sets,
+move by one image's worth between neighbouring rate points. With ``envelope="pareto"`` a curve is
+reduced to its Pareto front before the bjontegaard package sees it: sorted by rate, a point is
+kept only if its quality is above that of every cheaper point of the same curve (the same idea as
+libvmaf's BD-rate, which keeps the rate-quality convex hull). The dropped points are named in the
+result's note; ``envelope="none"`` rejects a non-monotone curve instead.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import numpy as np
 from discover.errors import MetricInputError
 
 METHODS = ("pchip", "cubic", "akima")
+ENVELOPES = ("none", "pareto")
 
 
 @dataclass(frozen=True)
@@ -25,8 +34,30 @@ class BDResult:
     note: str = ""
 
 
-def check_curve(rate, metric, name: str, min_points: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Sort a curve by rate and check it is usable for BD (>= min_points, strictly monotone)."""
+def pareto_front(rate: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Indices (into the rate-sorted arrays) of the points whose metric is above that of every
+    lower-rate point: the curve's Pareto front, strictly monotone by construction."""
+    keep, best = [], -np.inf
+    for i, m in enumerate(metric):
+        if m > best:
+            keep.append(i)
+            best = m
+    return np.asarray(keep, dtype=int)
+
+
+def check_curve(
+    rate,
+    metric,
+    name: str,
+    min_points: int = 4,
+    envelope: str = "none",
+    sign: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Sort a curve by rate and check it is usable for BD (>= min_points, strictly monotone,
+    after the Pareto front is taken when ``envelope == "pareto"``). Returns the curve and a note
+    naming the dropped points (metric values in the caller's sign, i.e. divided by ``sign``)."""
+    if envelope not in ENVELOPES:
+        raise MetricInputError(f"unknown BD envelope {envelope!r} (one of {', '.join(ENVELOPES)})")
     rate = np.asarray(rate, dtype=float)
     metric = np.asarray(metric, dtype=float)
     if rate.shape != metric.shape or rate.ndim != 1:
@@ -42,13 +73,29 @@ def check_curve(rate, metric, name: str, min_points: int = 4) -> tuple[np.ndarra
     if np.any(np.diff(rate) <= 0):
         dup = rate[1:][np.diff(rate) <= 0][0]
         raise MetricInputError(f"{name}: two points share the rate {dup}")
+    note = ""
+    if envelope == "pareto":
+        keep = pareto_front(rate, metric)
+        if len(keep) < len(rate):
+            dropped = np.setdiff1d(np.arange(len(rate)), keep)
+            points = ", ".join(f"{metric[i] / sign:.4g} at {rate[i]:.4g}" for i in dropped)
+            note = (
+                f"{name}: {len(dropped)} of {len(rate)} points off the Pareto front dropped "
+                f"({points})"
+            )
+            rate, metric = rate[keep], metric[keep]
+        if len(rate) < min_points:
+            raise MetricInputError(
+                f"{name}: {len(rate)} points on the Pareto front (quality rising with rate), "
+                f"BD needs at least {min_points}; {note.split(': ', 1)[-1]}"
+            )
     if not np.all(np.diff(metric) > 0):
         bad = int(np.argmax(np.diff(metric) <= 0))
         raise MetricInputError(
             f"{name}: curve is not monotone: quality {metric[bad + 1]:.6g} at rate "
             f"{rate[bad + 1]:.6g} is not above {metric[bad]:.6g} at rate {rate[bad]:.6g}"
         )
-    return rate, metric
+    return rate, metric, note
 
 
 def bd(
@@ -61,23 +108,34 @@ def bd(
     test_name: str = "test",
     min_points: int = 4,
     higher_is_better: bool = True,
+    envelope: str = "none",
 ) -> BDResult:
     """BD-rate and BD-metric of ``test`` against ``anchor``.
 
     For metrics where lower is better (LPIPS, FID, DISTS) pass ``higher_is_better=False``: the
     curves are negated for the computation and BD-metric is reported in the metric's own units
-    (negative = better).
+    (negative = better). ``envelope``: see the module's docstring.
     """
     if method not in METHODS:
         raise MetricInputError(f"unknown BD method {method!r} (one of {', '.join(METHODS)})")
     sign = 1.0 if higher_is_better else -1.0
-    ar, am = check_curve(
-        anchor_rate, sign * np.asarray(anchor_metric, float), anchor_name, min_points
+    ar, am, anchor_note = check_curve(
+        anchor_rate, sign * np.asarray(anchor_metric, float), anchor_name, min_points, envelope, sign
     )
-    tr, tm = check_curve(test_rate, sign * np.asarray(test_metric, float), test_name, min_points)
+    tr, tm, test_note = check_curve(
+        test_rate, sign * np.asarray(test_metric, float), test_name, min_points, envelope, sign
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rate = bjontegaard.bd_rate(ar, am, tr, tm, method=method, require_matching_points=False)
         quality = bjontegaard.bd_psnr(ar, am, tr, tm, method=method, require_matching_points=False)
-    note = "; ".join(sorted({str(w.message) for w in caught}))
+    if np.isnan(rate):
+        lo_a, hi_a = sorted((am[0] / sign, am[-1] / sign))
+        lo_t, hi_t = sorted((tm[0] / sign, tm[-1] / sign))
+        raise MetricInputError(
+            f"{test_name} and {anchor_name} do not overlap in quality "
+            f"({lo_t:.4g}..{hi_t:.4g} vs {lo_a:.4g}..{hi_a:.4g}): no BD-rate"
+        )
+    messages = sorted({str(w.message) for w in caught})
+    note = "; ".join(n for n in (anchor_note, test_note, *messages) if n)
     return BDResult(float(rate), sign * float(quality), method, note)

@@ -45,6 +45,7 @@ def cmd_bd(args: argparse.Namespace) -> int:
         anchor_name=args.anchor,
         test_name=args.test,
         higher_is_better=not args.lower_is_better,
+        envelope=args.envelope,
     )
     print(f"method: {r.method}")
     print(f"BD-rate: {r.bd_rate:.4f} %")
@@ -205,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--lower-is-better",
         action="store_true",
         help="the metric improves downwards (LPIPS, DISTS, FID)",
+    )
+    p.add_argument(
+        "--envelope",
+        default="none",
+        choices=["none", "pareto"],
+        help="pareto: drop points below a cheaper point of the same curve first (the pipeline's "
+        "default, bd.envelope); none: a non-monotone curve is an error",
     )
     p.set_defaults(func=cmd_bd)
 

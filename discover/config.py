@@ -85,6 +85,12 @@ def _check_references(config: Mapping) -> None:
             f"config key anchor: {anchor!r} is not a configured codec "
             f"(codecs: {', '.join(config['codecs'])})"
         )
+    base = (config.get("ablation") or {}).get("base")
+    if base is not None and base not in config["codecs"]:
+        raise ConfigError(
+            f"config key ablation.base: {base!r} is not a configured codec "
+            f"(codecs: {', '.join(config['codecs'])})"
+        )
     from discover.datasets.base import PROTOCOLS
 
     known = set(PROTOCOLS) | set(config.get("protocols", {}))

@@ -24,9 +24,13 @@ def rd_plot(
     pdf: str | Path,
     title: str,
     anchor: str | None = None,
+    reference: float | None = None,
 ) -> None:
-    """One curve per codec, bpp on x; the anchor thicker, published curves dashed."""
+    """One curve per codec, bpp on x; the anchor thicker, published curves dashed;
+    ``reference`` (the uncompressed images' score) a dotted horizontal line."""
     fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    if reference is not None:
+        ax.axhline(reference, color="0.4", linestyle=":", linewidth=1.2, label="uncompressed")
     for codec, df in rd.groupby("codec", sort=False):
         df = df.sort_values("bpp")
         published = bool(df["published"].iloc[0]) if "published" in df else False

@@ -340,6 +340,7 @@ def bd_table(
     anchor = config.get("anchor") or next(iter(config["codecs"]))
     method = config.get("bd", {}).get("method", "pchip")
     min_points = config.get("bd", {}).get("min_points", 4)
+    envelope = config.get("bd", {}).get("envelope", "pareto")
     metrics = [m for m in config.get("metrics", []) if m in rd.columns]
     status = config.get("metric_status") or {}
     a = rd[rd.codec == anchor]
@@ -372,6 +373,7 @@ def bd_table(
                         test_name=f"{dataset}/{codec}/{m}",
                         min_points=min_points,
                         higher_is_better=metric_info(m).higher_is_better,
+                        envelope=envelope,
                     )
                     row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
                 except MetricInputError as exc:
@@ -587,40 +589,107 @@ def task_tables(
 ) -> pd.DataFrame:
     """The paper-style machine-task table of a dataset: rows codecs, columns tasks: BD-rate (%)
     of each task's main metric against the anchor, and the uncompressed images' score."""
-    from discover.tasks.registry import resolve, task_type
-
     bd = pd.read_csv(bd_csv)
     tasks = config.get("tasks") or {}
-    main = {t: f"{t}_{resolve(task_type(t, tasks[t])).metrics[0]}" for t in reference_csvs}
+    main = {t: main_task_metric(t, tasks[t]) for t in reference_csvs}
     rows = []
     reference = {"row": "uncompressed", "label": "uncompressed (reference images)"}
     for t, path in reference_csvs.items():
         ref = pd.read_csv(path)
         reference[f"{main[t]}"] = float(ref[main[t]].iloc[0])
         reference[f"BD-rate {main[t]} (%)"] = ""
+    reasons: dict[str, int] = {}  # why a BD-rate is missing -> its footnote number
+    md_rows = []
+    roles = config.get("ablation_roles") or {}
+    if roles:
+        reference["ablation"] = ""
     for codec, g in bd.groupby("codec", sort=False):
         row = {"row": codec, "label": g["label"].iloc[0]}
+        if roles:
+            row["ablation"] = roles.get(codec) or ""
+        md_row = dict(row)
         for column in main.values():
             hit = g[g["metric"] == column]
-            row[column] = ""
+            row[column] = md_row[column] = ""
             value = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
-            row[f"BD-rate {column} (%)"] = "" if pd.isna(value) else f"{value:.2f}"
+            key = f"BD-rate {column} (%)"
+            row[key] = md_row[key] = "" if pd.isna(value) else f"{value:.2f}"
+            if pd.isna(value) and len(hit) and isinstance(hit["note"].iloc[0], str):
+                reason = hit["note"].iloc[0]
+                number = reasons.setdefault(reason, len(reasons) + 1)
+                md_row[key] = f"not computed [{number}]"
         rows.append(row)
+        md_rows.append(md_row)
     table = pd.DataFrame([reference, *rows])
     with atomic_path(table_csv) as tmp:
         table.to_csv(tmp, index=False)
+    envelope = (config.get("bd") or {}).get("envelope", "pareto")
     lines = [
         f"# Machine tasks on {dataset}",
         "",
         f"BD-rate (%) of each task's main metric against the anchor `{config.get('anchor')}` "
         "(negative = fewer bits for the same task accuracy); the first row is the task models' "
         "score on the uncompressed images. DISCOVER rows are its task stream "
-        "(`codec@task`) and its full stream (`codec@human`).",
+        "(`codec@task`) and its full stream (`codec@human`); the ablation column names the "
+        "paper's Fig. 8 variants (w/o composition: the VAE decodes ẑ_c; w/o disentanglement: "
+        "the full stream goes to the machine). "
+        + (
+            "Each curve is reduced to its Pareto front first (points whose accuracy is not above "
+            "a cheaper point of the same codec are dropped, listed in bd.csv's note)."
+            if envelope == "pareto"
+            else "Curves that are not strictly monotone get no BD-rate (bd.envelope: none)."
+        ),
         "",
-        _markdown(table.fillna("")),
+        _markdown(pd.DataFrame([reference, *md_rows]).fillna("")),
     ]
+    if reasons:
+        lines += ["", *(f"[{n}] {reason}" for reason, n in reasons.items())]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table
+
+
+def main_task_metric(task: str, task_cfg: Mapping[str, Any]) -> str:
+    """The rd.csv column of a task's headline metric (bbox AP, segm AP, top-1)."""
+    from discover.tasks.registry import resolve, task_type
+
+    return f"{task}_{resolve(task_type(task, task_cfg)).metrics[0]}"
+
+
+def ablation_plot(
+    dataset: str,
+    task: str,
+    task_cfg: Mapping[str, Any],
+    rows: Mapping[str, str],
+    rd_csv: str | Path,
+    reference_csv: str | Path,
+    png: str | Path,
+    pdf: str | Path,
+) -> pd.DataFrame:
+    """Paper Fig. 8 for one task: its headline metric vs bpp for DISCOVER's ablation rows
+    (``rows``: row -> legend label) and the uncompressed images' score as a line."""
+    from discover.plots import rd_plot
+
+    metric = main_task_metric(task, task_cfg)
+    rd = pd.read_csv(rd_csv, dtype={"rate": str})
+    missing = sorted(set(rows) - set(rd["codec"]))
+    if missing:
+        raise DiscoverError(f"{rd_csv}: no rows {missing} for the {task} ablation plot")
+    if metric not in rd:
+        raise DiscoverError(f"{rd_csv}: no column {metric!r} for the {task} ablation plot")
+    sub = rd[rd["codec"].isin(list(rows))].copy()
+    sub["codec"] = pd.Categorical(sub["codec"], categories=list(rows), ordered=True)
+    sub = sub.sort_values(["codec", "bpp"])
+    sub["label"] = sub["codec"].map(dict(rows)).astype(str)
+    reference = float(pd.read_csv(reference_csv)[metric].iloc[0])
+    rd_plot(
+        sub,
+        metric,
+        png,
+        pdf,
+        title=f"{dataset}: ablation ({task})",
+        reference=reference,
+    )
+    return sub
 
 
 def run_visual_grid(

@@ -134,6 +134,50 @@ class Plan:
                 rows.append(row)
         return rows
 
+    # -- ablation (paper Fig. 8) -----------------------------------------------------------------
+    def has_composition(self, codec: str) -> bool:
+        """A DISCOVER codec that decodes through the diffusion prior (its ``composition``
+        section, or ``trained:`` naming a composition_training entry)."""
+        entry = self.config["codecs"][codec]
+        return bool(entry.get("composition")) or entry.get("trained") in self.composition_models
+
+    def ablation_role(self, row: str, task: str) -> str | None:
+        """What a task-table row is in the paper's ablation (Fig. 8), or None: DISCOVER's task
+        stream with composition is the method itself; its full stream is "w/o
+        disentanglement"; without composition the VAE decodes ẑ_c ("w/o composition");
+        ``ablation.base`` names the base codec's row."""
+        codec, _, consumer = row.partition("@")
+        if codec == (self.config.get("ablation") or {}).get("base"):
+            return "base codec"
+        if codec not in self.discover_codecs or consumer not in (task, "human"):
+            return None
+        parts = []
+        if not self.has_composition(codec):
+            parts.append("w/o composition")
+        if consumer == "human":
+            parts.append("w/o disentanglement")
+        return ", ".join(parts) or "DISCOVER"
+
+    def ablation_rows(self, dataset: str, task: str) -> dict[str, str]:
+        """Rows of a task's Fig. 8 plot on a dataset -> legend label (role, then the row's
+        own label when several DISCOVER codecs share a role)."""
+        rows = {}
+        for row in self.task_rows(dataset, task):
+            role = self.ablation_role(row, task)
+            if role is not None:
+                codec = row.partition("@")[0]
+                rows[row] = f"{role}: {self.config['codecs'][codec].get('label', codec)}"
+        return rows
+
+    def ablation_datasets(self) -> list[tuple[str, str]]:
+        """(dataset, task) pairs with a Fig. 8 plot: a DISCOVER codec decodes the task there."""
+        return [
+            (d, t)
+            for d in self.datasets
+            for t in self.dataset_tasks(d)
+            if any(r.partition("@")[2] == t for r in self.ablation_rows(d, t))
+        ]
+
     def tasks_for_row(self, dataset: str, row: str) -> list[str]:
         return [
             t

@@ -194,4 +194,6 @@ def final_targets():
                 f"{OUT}/plots/{ds}/grounding_{task}.png",
                 f"{OUT}/plots/{ds}/masked_fraction_{task}.png",
             ]
+    for ds, task in PLAN.ablation_datasets():
+        targets += [f"{OUT}/plots/{ds}/ablation_{task}.{ext}" for ext in ("png", "pdf")]
     return targets

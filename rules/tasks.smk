@@ -90,9 +90,16 @@ rule task_table:
     params:
         config=lambda wc: {
             "anchor": PLAN.anchor,
+            "bd": config["bd"],
             "tasks": {
                 t: PLAN.task_job_config(t)["tasks"][t]
                 for t in PLAN.dataset_tasks(wc.dataset)
+            },
+            "ablation_roles": {
+                row: role
+                for t in PLAN.dataset_tasks(wc.dataset)
+                for row in PLAN.task_rows(wc.dataset, t)
+                if (role := PLAN.ablation_role(row, t))
             },
         },
         tasks=lambda wc: PLAN.dataset_tasks(wc.dataset),
@@ -100,3 +107,37 @@ rule task_table:
         "Machine-task table of {wildcards.dataset}"
     script:
         "../workflow_scripts/task_table.py"
+
+
+# Paper Fig. 8: a task's headline metric vs bpp for DISCOVER with and without composition and
+# disentanglement (and ablation.base), with the uncompressed images' score as a line.
+rule ablation_plot:
+    input:
+        rd=f"{OUT}/tables/{{dataset}}/rd.csv",
+        reference=f"{OUT}/metrics/{{dataset}}/tasks/{{task}}/reference.csv",
+    output:
+        png=report(
+            f"{OUT}/plots/{{dataset}}/ablation_{{task}}.png",
+            caption="../report/ablation_plot.rst",
+            category="Machine tasks",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "plot": "ablation {task}"},
+        ),
+        pdf=f"{OUT}/plots/{{dataset}}/ablation_{{task}}.pdf",
+    log:
+        f"{OUT}/logs/ablation_plot/{{dataset}}/{{task}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/ablation_plot/{{dataset}}/{{task}}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        rows=lambda wc: PLAN.ablation_rows(wc.dataset, wc.task),
+        task=lambda wc: PLAN.task_job_config(wc.task)["tasks"][wc.task],
+    message:
+        "Ablation plot (Fig. 8) of {wildcards.task} on {wildcards.dataset}"
+    script:
+        "../workflow_scripts/ablation_plot.py"

@@ -126,3 +126,61 @@ def test_cli_bd_malformed_input_exits_nonzero(tmp_path, capsys, case, needle):
     assert main(["bd", "--anchor", a, "--test", t]) == 2
     err = capsys.readouterr().err
     assert needle in err and "error" in err
+
+
+# A task-accuracy curve: saturates at the clean score, one noisy dip (0.9375 after 1.0).
+TOP1_RATE = [0.28, 0.47, 0.86, 1.59, 2.71, 3.5]
+TOP1 = [0.75, 0.875, 0.9375, 1.0, 0.9375, 1.0]
+
+
+def test_pareto_envelope_is_bjontegaard_on_the_front_and_names_dropped_points():
+    ar, am = [0.2, 0.3, 0.5, 0.9, 1.6], [0.6, 0.7, 0.8, 0.9, 0.95]
+    r = bd(ar, am, TOP1_RATE, TOP1, envelope="pareto", test_name="objects/jpeg/top1")
+    kept = [0, 1, 2, 3]  # 0.9375 at 2.71 and 1.0 at 3.5 are not above 1.0 at 1.59
+    tr = [TOP1_RATE[i] for i in kept]
+    tm = [TOP1[i] for i in kept]
+    ref = bjontegaard.bd_rate(ar, am, tr, tm, method="pchip", require_matching_points=False)
+    assert r.bd_rate == pytest.approx(ref, rel=1e-12)
+    assert "objects/jpeg/top1: 2 of 6 points off the Pareto front dropped" in r.note
+    assert "0.9375 at 2.71" in r.note and "1 at 3.5" in r.note
+    with pytest.raises(MetricInputError, match="not monotone"):
+        bd(ar, am, TOP1_RATE, TOP1, envelope="none")
+
+
+def test_pareto_envelope_leaves_monotone_curves_alone():
+    for ar, am, tr, tm in CURVES:
+        a, b = bd(ar, am, tr, tm), bd(ar, am, tr, tm, envelope="pareto")
+        assert (a.bd_rate, a.bd_metric, a.note) == (b.bd_rate, b.bd_metric, b.note)
+
+
+def test_pareto_envelope_of_a_lower_is_better_curve_reports_values_in_its_own_sign():
+    rate = [0.1, 0.2, 0.4, 0.8, 1.6]
+    fid = [40.0, 30.0, 31.0, 20.0, 10.0]  # 31 at 0.4 is worse than 30 at 0.2
+    anchor = [45.0, 35.0, 25.0, 15.0, 8.0]
+    r = bd(rate, anchor, rate, fid, higher_is_better=False, envelope="pareto", test_name="t")
+    assert "31 at 0.4" in r.note
+    ref = bjontegaard.bd_rate(
+        rate, [-v for v in anchor], [0.1, 0.2, 0.8, 1.6], [-40.0, -30.0, -20.0, -10.0],
+        method="pchip", require_matching_points=False,
+    )
+    assert r.bd_rate == pytest.approx(ref, rel=1e-12)
+
+
+def test_too_few_points_on_the_front_and_disjoint_curves_are_not_computed():
+    flat = [0.6, 0.63, 0.62, 0.63, 0.63]  # front: 0.6, 0.63
+    with pytest.raises(MetricInputError, match="2 points on the Pareto front") as err:
+        bd(TOP1_RATE[:5], TOP1[:5], [0.3, 0.5, 0.9, 1.5, 2.8], flat, envelope="pareto",
+           test_name="scenes/avif/bbox_AP")
+    assert "scenes/avif/bbox_AP" in str(err.value)
+    low = [0.10, 0.17, 0.21, 0.25]  # a codec whose accuracy never reaches the anchor's range
+    with pytest.raises(MetricInputError, match="do not overlap in quality"):
+        bd(TOP1_RATE[:4], TOP1[:4], [0.02, 0.03, 0.06, 0.09], low, envelope="pareto")
+
+
+def test_cli_bd_envelope_option(tmp_path, capsys):
+    a = _write(tmp_path / "a.csv", [0.2, 0.3, 0.5, 0.9, 1.6], [0.6, 0.7, 0.8, 0.9, 0.95])
+    t = _write(tmp_path / "t.csv", TOP1_RATE, TOP1)
+    assert main(["bd", "--anchor", a, "--test", t, "--envelope", "pareto"]) == 0
+    assert "points off the Pareto front dropped" in capsys.readouterr().out
+    assert main(["bd", "--anchor", a, "--test", t]) == 2
+    assert "not monotone" in capsys.readouterr().err

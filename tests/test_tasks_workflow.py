@@ -93,6 +93,8 @@ def test_task_metrics_sit_next_to_bpp_for_every_row(tasks_run):
     assert bd[bd.codec != "jpeg"]["note"].str.startswith("not computed").all()  # 2 points
     table = (tasks_run / "results/tables/scenes/tasks.md").read_text()
     assert "uncompressed" in table and "BD-rate detection_bbox_AP (%)" in table
+    # a missing BD-rate says why, once, under the table
+    assert "| not computed [1] |" in table and "\n[1] not computed: " in table
 
 
 def test_masks_come_from_the_detector_the_pipeline_trains(tasks_run):
@@ -130,3 +132,68 @@ def test_reference_row_scores_the_uncompressed_images(tasks_run):
     assert 0.0 <= ref["classification_top1"].iloc[0] <= 1.0
     meta = json.loads((tasks_run / "weights/tiny-classifier/model.json").read_text())
     assert meta["steps"] == 3 and "val_metrics" in meta and len(meta["sha256"]) == 64
+
+
+def test_ablation_plot_and_column_name_the_paper_variants(tasks_run, tmp_path):
+    """Fig. 8: one plot per (dataset, task) DISCOVER decodes; its rows are DISCOVER's task
+    stream ("w/o composition": no prior here) and its full stream ("w/o disentanglement")."""
+    from discover.errors import DiscoverError
+    from discover.stages import ablation_plot
+
+    res = tasks_run / "results"
+    for ds, task in (("scenes", "detection"), ("objects", "classification")):
+        assert (res / f"plots/{ds}/ablation_{task}.png").stat().st_size > 0
+        assert (res / f"plots/{ds}/ablation_{task}.pdf").stat().st_size > 0
+    table = pd.read_csv(res / "tables/scenes/tasks.csv").set_index("row")
+    assert table.loc["discover-mini@detection", "ablation"] == "w/o composition"
+    assert table.loc["discover-mini@human", "ablation"] == "w/o composition, w/o disentanglement"
+    assert pd.isna(table.loc["jpeg", "ablation"])
+    rows = {
+        "discover-mini@detection": "w/o composition",
+        "discover-mini@human": "w/o composition, w/o disentanglement",
+    }
+    task_cfg = {"trained": "tiny-detector"}
+    args = (res / "tables/scenes/rd.csv", res / "metrics/scenes/tasks/detection/reference.csv")
+    sub = ablation_plot(
+        "scenes", "detection", task_cfg, rows, *args, tmp_path / "a.png", tmp_path / "a.pdf"
+    )
+    assert list(sub["label"].unique()) == list(rows.values())
+    assert len(sub) == 4 and sub["detection_bbox_AP"].notna().all()  # 2 rows x 2 rates
+    with pytest.raises(DiscoverError, match="no rows \\['hevc'\\]"):
+        ablation_plot(
+            "scenes", "detection", task_cfg, {"hevc": "base"}, *args, tmp_path / "b.png",
+            tmp_path / "b.pdf",
+        )
+
+
+def test_ablation_roles_with_and_without_composition():
+    from discover.config import validate_config
+    from discover.errors import ConfigError
+    from discover.workflow import Plan
+
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["codecs"]["discover-gen"] = {
+        **cfg["codecs"]["discover-mini"],
+        "composition": {"prior": "stabilityai/stable-diffusion-2-1-base"},
+    }
+    cfg["ablation"] = {"base": "hyperprior-mini"}
+    plan = Plan(validate_config(cfg), basedir=ROOT)
+    assert plan.ablation_role("discover-gen@detection", "detection") == "DISCOVER"
+    assert plan.ablation_role("discover-gen@human", "detection") == "w/o disentanglement"
+    assert plan.ablation_role("discover-mini@detection", "detection") == "w/o composition"
+    assert plan.ablation_role("discover-gen@classification", "detection") is None
+    assert plan.ablation_role("jpeg", "detection") is None
+    rows = plan.ablation_rows("scenes", "detection")
+    assert rows["hyperprior-mini"].startswith("base codec: ")
+    assert rows["discover-gen@detection"].startswith("DISCOVER: ")
+    assert set(rows) == {
+        "hyperprior-mini",
+        "discover-mini@human",
+        "discover-mini@detection",
+        "discover-gen@human",
+        "discover-gen@detection",
+    }
+    assert ("objects", "classification") in plan.ablation_datasets()
+    cfg["ablation"] = {"base": "elic"}
+    with pytest.raises(ConfigError, match="ablation.base: 'elic' is not a configured codec"):
+        validate_config(cfg)
