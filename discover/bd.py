@@ -52,10 +52,12 @@ def check_curve(
     min_points: int = 4,
     envelope: str = "none",
     sign: float = 1.0,
+    min_front_points: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Sort a curve by rate and check it is usable for BD (>= min_points, strictly monotone,
-    after the Pareto front is taken when ``envelope == "pareto"``). Returns the curve and a note
-    naming the dropped points (metric values in the caller's sign, i.e. divided by ``sign``)."""
+    """Sort a curve by rate and check it is usable for BD: >= ``min_points`` measured points,
+    strictly monotone; with ``envelope == "pareto"`` its Pareto front is taken first and must
+    keep >= ``min_front_points``. Returns the curve and a note naming the dropped points (metric
+    values in the caller's sign, i.e. divided by ``sign``)."""
     if envelope not in ENVELOPES:
         raise MetricInputError(f"unknown BD envelope {envelope!r} (one of {', '.join(ENVELOPES)})")
     rate = np.asarray(rate, dtype=float)
@@ -84,10 +86,10 @@ def check_curve(
                 f"({points})"
             )
             rate, metric = rate[keep], metric[keep]
-        if len(rate) < min_points:
+        if len(rate) < min_front_points:
             raise MetricInputError(
                 f"{name}: {len(rate)} points on the Pareto front (quality rising with rate), "
-                f"BD needs at least {min_points}; {note.split(': ', 1)[-1]}"
+                f"BD needs at least {min_front_points}; {note.split(': ', 1)[-1]}"
             )
     if not np.all(np.diff(metric) > 0):
         bad = int(np.argmax(np.diff(metric) <= 0))
@@ -109,21 +111,36 @@ def bd(
     min_points: int = 4,
     higher_is_better: bool = True,
     envelope: str = "none",
+    min_front_points: int = 3,
 ) -> BDResult:
     """BD-rate and BD-metric of ``test`` against ``anchor``.
 
     For metrics where lower is better (LPIPS, FID, DISTS) pass ``higher_is_better=False``: the
     curves are negated for the computation and BD-metric is reported in the metric's own units
-    (negative = better). ``envelope``: see the module's docstring.
+    (negative = better). ``envelope``: see the module's docstring; ``min_points`` counts the
+    measured points, ``min_front_points`` those left on a Pareto front (pchip needs 2; 3 keep a
+    curve, not a line).
     """
     if method not in METHODS:
         raise MetricInputError(f"unknown BD method {method!r} (one of {', '.join(METHODS)})")
     sign = 1.0 if higher_is_better else -1.0
     ar, am, anchor_note = check_curve(
-        anchor_rate, sign * np.asarray(anchor_metric, float), anchor_name, min_points, envelope, sign
+        anchor_rate,
+        sign * np.asarray(anchor_metric, float),
+        anchor_name,
+        min_points,
+        envelope,
+        sign,
+        min_front_points,
     )
     tr, tm, test_note = check_curve(
-        test_rate, sign * np.asarray(test_metric, float), test_name, min_points, envelope, sign
+        test_rate,
+        sign * np.asarray(test_metric, float),
+        test_name,
+        min_points,
+        envelope,
+        sign,
+        min_front_points,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

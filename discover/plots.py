@@ -46,10 +46,14 @@ def rd_plot(
             label=label,
         )
     ax.set_xlabel("bpp (all bits / all pixels)")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric.replace("_", " ")))
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if reference is None:
+        ax.legend(fontsize=8)
+    else:  # under the axes: the reference line runs along the top, where a legend would sit
+        fig.set_size_inches(5.5, 4.0 + 0.22 * (len(ax.get_lines()) + 1))
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})

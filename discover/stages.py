@@ -324,6 +324,10 @@ def combine_rd(rd_csvs: Sequence[str | Path], out_csv: str | Path) -> pd.DataFra
     return df
 
 
+#: bd.csv's note for a row that has no value of a metric at all (not a failed BD).
+NOT_EVALUATED = "not evaluated"
+
+
 def bd_table(
     config: Mapping[str, Any], dataset: str, rd_csv: str | Path, out_csv: str | Path
 ) -> pd.DataFrame:
@@ -341,6 +345,7 @@ def bd_table(
     method = config.get("bd", {}).get("method", "pchip")
     min_points = config.get("bd", {}).get("min_points", 4)
     envelope = config.get("bd", {}).get("envelope", "pareto")
+    min_front_points = config.get("bd", {}).get("min_front_points", 3)
     metrics = [m for m in config.get("metrics", []) if m in rd.columns]
     status = config.get("metric_status") or {}
     a = rd[rd.codec == anchor]
@@ -361,6 +366,12 @@ def bd_table(
                 row.update(bd_rate_pct=float("nan"), bd_metric=float("nan"), note=status[m])
             elif codec == anchor:
                 row.update(bd_rate_pct=0.0, bd_metric=0.0, note="anchor")
+            elif t[m].isna().all():  # e.g. DISCOVER's detection stream has no segm AP
+                row.update(
+                    bd_rate_pct=float("nan"),
+                    bd_metric=float("nan"),
+                    note=f"{NOT_EVALUATED}: {codec} has no {m}",
+                )
             else:
                 try:
                     r = bd(
@@ -374,6 +385,7 @@ def bd_table(
                         min_points=min_points,
                         higher_is_better=metric_info(m).higher_is_better,
                         envelope=envelope,
+                        min_front_points=min_front_points,
                     )
                     row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
                 except MetricInputError as exc:
@@ -614,8 +626,11 @@ def task_tables(
             value = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
             key = f"BD-rate {column} (%)"
             row[key] = md_row[key] = "" if pd.isna(value) else f"{value:.2f}"
-            if pd.isna(value) and len(hit) and isinstance(hit["note"].iloc[0], str):
-                reason = hit["note"].iloc[0]
+            note = hit["note"].iloc[0] if len(hit) else None
+            if pd.isna(value) and isinstance(note, str) and note.startswith(NOT_EVALUATED):
+                md_row[key] = "—"
+            elif pd.isna(value) and isinstance(note, str):
+                reason = note
                 number = reasons.setdefault(reason, len(reasons) + 1)
                 md_row[key] = f"not computed [{number}]"
         rows.append(row)

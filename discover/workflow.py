@@ -159,14 +159,13 @@ class Plan:
         return ", ".join(parts) or "DISCOVER"
 
     def ablation_rows(self, dataset: str, task: str) -> dict[str, str]:
-        """Rows of a task's Fig. 8 plot on a dataset -> legend label (role, then the row's
-        own label when several DISCOVER codecs share a role)."""
+        """Rows of a task's Fig. 8 plot on a dataset -> legend label (role, then the row)."""
         rows = {}
         for row in self.task_rows(dataset, task):
             role = self.ablation_role(row, task)
             if role is not None:
                 codec = row.partition("@")[0]
-                rows[row] = f"{role}: {self.config['codecs'][codec].get('label', codec)}"
+                rows[row] = f"{role} ({row})"
         return rows
 
     def ablation_datasets(self) -> list[tuple[str, str]]:

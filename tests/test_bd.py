@@ -184,3 +184,15 @@ def test_cli_bd_envelope_option(tmp_path, capsys):
     assert "points off the Pareto front dropped" in capsys.readouterr().out
     assert main(["bd", "--anchor", a, "--test", t]) == 2
     assert "not monotone" in capsys.readouterr().err
+
+
+def test_min_front_points_counts_the_points_left_on_the_front():
+    ar, am = [0.2, 0.3, 0.5, 0.9, 1.6], [0.6, 0.7, 0.8, 0.9, 0.95]
+    tr, tm = [0.25, 0.4, 0.7, 1.2], [0.65, 0.64, 0.85, 0.93]  # 3 on the front
+    r = bd(ar, am, tr, tm, envelope="pareto")
+    ref = bjontegaard.bd_rate(
+        ar, am, [0.25, 0.7, 1.2], [0.65, 0.85, 0.93], method="pchip", require_matching_points=False
+    )
+    assert r.bd_rate == pytest.approx(ref, rel=1e-12)
+    with pytest.raises(MetricInputError, match="3 points on the Pareto front .* at least 4"):
+        bd(ar, am, tr, tm, envelope="pareto", min_front_points=4)
