@@ -78,10 +78,23 @@ class Plan:
         """Codecs run by the generic encode+decode job (every measured one but DISCOVER)."""
         return [c for c in self.measured_codecs if c not in self.discover_codecs]
 
+    def runs_on(self, codec: str, dataset: str) -> bool:
+        """Whether a codec is evaluated on a dataset (``codecs.<c>.datasets``, default all):
+        an expensive codec (composition at 50 steps, a GPU-only comparator) can be restricted
+        to a subset."""
+        wanted = self.config["codecs"][codec].get("datasets")
+        return not wanted or dataset in wanted
+
+    def codec_shards(self, codec: str) -> int:
+        """Shards a codec encodes: those of the datasets it runs on."""
+        return sum(len(self.shards(d)) for d in self.datasets if self.runs_on(codec, d))
+
     def consumers(self, codec: str, dataset: str) -> list[str]:
         from discover.codecs import get_codec
         from discover.semantics import needs_annotations
 
+        if not self.runs_on(codec, dataset):
+            return []
         consumers = get_codec(codec, self.config).consumers(
             self.has_annotations(dataset), needs_annotations(self.config)
         )
@@ -379,6 +392,8 @@ class Plan:
         """Rows of a dataset's tables: a codec, or ``codec@consumer`` for DISCOVER."""
         rows = []
         for c in self.codecs:
+            if not self.runs_on(c, dataset):
+                continue
             if c in self.discover_codecs:
                 rows += [f"{c}@{k}" for k in self.consumers(c, dataset)]
             else:
@@ -747,12 +762,13 @@ class Plan:
 
     def job_count(self) -> dict[str, int]:
         """Jobs of a full run by rule (what ``discover info`` prints)."""
-        n_rates = sum(len(self.rates(c)) for c in self.pipeline_codecs)
         shards = sum(len(self.shards(d)) for d in self.datasets)
         counts = {
             "prepare_shard": shards,
-            "codec_shard": shards * n_rates,
-            "discover_encode": shards * sum(len(self.rates(c)) for c in self.discover_codecs),
+            "codec_shard": sum(self.codec_shards(c) * len(self.rates(c)) for c in self.pipeline_codecs),
+            "discover_encode": sum(
+                self.codec_shards(c) * len(self.rates(c)) for c in self.discover_codecs
+            ),
             "discover_decode": sum(
                 len(self.shards(d)) * len(self.rates(c)) * len(self.consumers(c, d))
                 for d in self.datasets
@@ -762,7 +778,9 @@ class Plan:
                 len([r for r in self.table_rows(d) if r.split("@")[0] in self.measured_codecs])
                 for d in self.datasets
             ),
-            "import_published": len(self.datasets) * len(self.published_codecs),
+            "import_published": sum(
+                self.runs_on(c, d) for d in self.datasets for c in self.published_codecs
+            ),
             "combine_rd": len(self.datasets),
             "bd_table": len(self.datasets),
             "rd_plot": sum(
@@ -771,14 +789,14 @@ class Plan:
             ),
             "fid_reference": len(self.datasets) * len(self.fid_feature_sets),
             "fid_kid": sum(
-                len(self.table_rows(d)) - len(self.published_codecs) for d in self.datasets
+                len([r for r in self.table_rows(d) if r.split("@")[0] in self.measured_codecs])
+                for d in self.datasets
             )
             if self.fid_feature_sets
             else 0,
             "perception_table": len(self.datasets) if self.human_metrics else 0,
-            "task_predict": sum(
-                len(self.shards(d))
-                * sum(len(self.task_rates(r)) for r in [*self.task_rows(d, t), "reference"])
+            "task_predict": sum(  # one job per (dataset, task, row, shard), all rates
+                len(self.shards(d)) * (len(self.task_rows(d, t)) + 1)
                 for t in self.evaluated_tasks
                 for d in self.task_datasets(t)
             ),
@@ -799,6 +817,8 @@ class Plan:
                 for d in self.datasets
             ),
             "merge_annotations": sum(self.has_annotations(d) for d in self.datasets),
+            "visual_grid": len(self.visual_grid_datasets()),
+            "ablation_plot": len(self.ablation_datasets()),
         }
         counts["all"] = 1
         counts["total"] = sum(counts.values())

@@ -234,3 +234,40 @@ def test_visual_grid_picks_each_codec_at_the_rate_closest_to_the_target(finished
             image="val_999999",
         )
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_a_codec_runs_on_its_datasets_and_job_counts_match_the_dry_run(tmp_path):
+    """codecs.<c>.datasets restricts a codec (DISCOVER here) to some datasets: no rows, encodes
+    or masks elsewhere; `discover info`'s job counts equal Snakemake's plan of the same config."""
+    import yaml
+
+    from discover.config import validate_config
+    from discover.errors import ConfigError
+    from discover.workflow import Plan
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["codecs"]["discover-mini"]["datasets"] = ["objects"]
+    cfg["codecs"]["jpeg"]["datasets"] = ["scenes", "photos"]
+    plan = Plan(validate_config(cfg), basedir=ROOT)
+    assert not [r for r in plan.table_rows("scenes") if r.startswith("discover-mini")]
+    assert "jpeg" not in plan.table_rows("objects")
+    assert plan.table_rows("objects")[-2:] == [
+        "discover-mini@human",
+        "discover-mini@classification",
+    ]
+    assert plan.grounded_tasks("discover-mini", "scenes") == []
+    config = write_config(tmp_path / "config.yaml", cfg)
+    proc = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = dict(
+        (m.group(1), int(m.group(2)))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout.split("Job stats:")[1], re.M)
+    )
+    counts = {k: v for k, v in plan.job_count().items() if v}
+    assert stats == counts
+    cfg["codecs"]["hevc"]["datasets"] = ["scenes"]
+    with pytest.raises(ConfigError, match="codecs.hevc.datasets: 'hevc' is the BD anchor"):
+        validate_config(cfg)
+    cfg["codecs"]["hevc"]["datasets"] = ["kodak"]
+    with pytest.raises(ConfigError, match="codecs.hevc.datasets: 'kodak' is not a configured"):
+        validate_config(cfg)
