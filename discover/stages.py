@@ -694,7 +694,8 @@ def ablation_plot(
     sub = rd[rd["codec"].isin(list(rows))].copy()
     sub["codec"] = pd.Categorical(sub["codec"], categories=list(rows), ordered=True)
     sub = sub.sort_values(["codec", "bpp"])
-    sub["label"] = sub["codec"].map(dict(rows)).astype(str)
+    sub["codec"] = sub["codec"].astype(str)
+    sub["label"] = sub["codec"].map(dict(rows))
     reference = float(pd.read_csv(reference_csv)[metric].iloc[0])
     rd_plot(
         sub,

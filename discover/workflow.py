@@ -177,7 +177,6 @@ class Plan:
         for row in self.task_rows(dataset, task):
             role = self.ablation_role(row, task)
             if role is not None:
-                codec = row.partition("@")[0]
                 rows[row] = f"{role} ({row})"
         return rows
 
@@ -765,7 +764,9 @@ class Plan:
         shards = sum(len(self.shards(d)) for d in self.datasets)
         counts = {
             "prepare_shard": shards,
-            "codec_shard": sum(self.codec_shards(c) * len(self.rates(c)) for c in self.pipeline_codecs),
+            "codec_shard": sum(
+                self.codec_shards(c) * len(self.rates(c)) for c in self.pipeline_codecs
+            ),
             "discover_encode": sum(
                 self.codec_shards(c) * len(self.rates(c)) for c in self.discover_codecs
             ),

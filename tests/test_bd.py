@@ -160,8 +160,12 @@ def test_pareto_envelope_of_a_lower_is_better_curve_reports_values_in_its_own_si
     r = bd(rate, anchor, rate, fid, higher_is_better=False, envelope="pareto", test_name="t")
     assert "31 at 0.4" in r.note
     ref = bjontegaard.bd_rate(
-        rate, [-v for v in anchor], [0.1, 0.2, 0.8, 1.6], [-40.0, -30.0, -20.0, -10.0],
-        method="pchip", require_matching_points=False,
+        rate,
+        [-v for v in anchor],
+        [0.1, 0.2, 0.8, 1.6],
+        [-40.0, -30.0, -20.0, -10.0],
+        method="pchip",
+        require_matching_points=False,
     )
     assert r.bd_rate == pytest.approx(ref, rel=1e-12)
 
@@ -169,8 +173,14 @@ def test_pareto_envelope_of_a_lower_is_better_curve_reports_values_in_its_own_si
 def test_too_few_points_on_the_front_and_disjoint_curves_are_not_computed():
     flat = [0.6, 0.63, 0.62, 0.63, 0.63]  # front: 0.6, 0.63
     with pytest.raises(MetricInputError, match="2 points on the Pareto front") as err:
-        bd(TOP1_RATE[:5], TOP1[:5], [0.3, 0.5, 0.9, 1.5, 2.8], flat, envelope="pareto",
-           test_name="scenes/avif/bbox_AP")
+        bd(
+            TOP1_RATE[:5],
+            TOP1[:5],
+            [0.3, 0.5, 0.9, 1.5, 2.8],
+            flat,
+            envelope="pareto",
+            test_name="scenes/avif/bbox_AP",
+        )
     assert "scenes/avif/bbox_AP" in str(err.value)
     low = [0.10, 0.17, 0.21, 0.25]  # a codec whose accuracy never reaches the anchor's range
     with pytest.raises(MetricInputError, match="do not overlap in quality"):

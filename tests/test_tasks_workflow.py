@@ -164,7 +164,12 @@ def test_ablation_plot_and_column_name_the_paper_variants(tasks_run, tmp_path):
     assert len(sub) == 4 and sub["detection_bbox_AP"].notna().all()  # 2 rows x 2 rates
     with pytest.raises(DiscoverError, match="no rows \\['hevc'\\]"):
         ablation_plot(
-            "scenes", "detection", task_cfg, {"hevc": "base"}, *args, tmp_path / "b.png",
+            "scenes",
+            "detection",
+            task_cfg,
+            {"hevc": "base"},
+            *args,
+            tmp_path / "b.png",
             tmp_path / "b.pdf",
         )
 
