@@ -390,3 +390,23 @@ def test_a_mask_rcnn_starts_from_a_trained_detector(tmp_path):
             init_path=tmp_path / "cls.pt",
         )
     assert not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.parametrize("evaluator", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_coco_evaluate_leaves_its_inputs_as_they_were(evaluator, iou_type):
+    """Both libraries write into the records they are given (area, bbox, ignore, RLE): the
+    evaluation works on copies, so the caller's annotations and predictions stay unchanged."""
+    from discover.datasets.synthetic_scenes import SyntheticScenes
+    from discover.tasks.evaluation import coco_evaluate
+
+    ds = SyntheticScenes("val", {"split": "val", "num_images": 3}, seed=0)
+    gt = ds.annotations(ds.list_items(), {})
+    preds = [
+        {**{k: ann[k] for k in ("image_id", "category_id", "bbox", "segmentation")}, "score": 0.9}
+        for ann in gt["annotations"]
+    ]
+    gt_before, preds_before = copy.deepcopy(gt), copy.deepcopy(preds)
+    metrics = coco_evaluate(preds, gt, iou_type, evaluator=evaluator)
+    assert metrics[f"{iou_type}_AP"] == pytest.approx(1.0)
+    assert gt == gt_before and preds == preds_before

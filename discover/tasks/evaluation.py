@@ -11,7 +11,6 @@ image fed to the model without any detection still counts its objects as missed)
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import os
@@ -81,6 +80,17 @@ def check_image_ids(
     return sorted(wanted)
 
 
+def _copy_json(value: Any) -> Any:
+    """A copy of JSON-like data (dicts, lists, scalars): what ``copy.deepcopy`` gives for
+    annotations and predictions, several times faster (no memo, no type dispatch); the COCO
+    libraries set keys of the records they are given (area, bbox, ignore, segmentation)."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy_json(v) for v in value]
+    return value
+
+
 def _results_for(predictions: Predictions, iou_type: str) -> list[dict[str, Any]]:
     results = []
     for k, record in enumerate(predictions):
@@ -88,7 +98,7 @@ def _results_for(predictions: Predictions, iou_type: str) -> list[dict[str, Any]
         absent = [key for key in need if key not in record]
         if absent:
             raise TaskError(f"prediction {k} (image {record.get('image_id')}) has no {absent[0]!r}")
-        entry = copy.deepcopy(dict(record))  # loadRes writes into its input
+        entry = _copy_json(record)  # loadRes writes into its input
         entry["image_id"] = image_id(entry["image_id"])
         if iou_type == "segm":
             entry.pop("bbox", None)  # area from the mask, as Detectron2 evaluates
@@ -122,7 +132,7 @@ def coco_evaluate(
     # both libraries print their progress and summary; the numbers are returned instead
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = copy.deepcopy(gt_data)
+        gt.dataset = _copy_json(gt_data)  # evaluate() writes into the annotations
         gt.createIndex()
         dt = gt.loadRes(results) if results else _empty_results(COCO, gt_data)
         if evaluator == "pycocotools":
@@ -144,8 +154,8 @@ def _empty_results(coco_cls: type, gt_data: Mapping[str, Any]) -> Any:
     # loadRes fails on an empty list; no detection at all is a valid (AP 0) result
     dt = coco_cls()
     dt.dataset = {
-        "images": copy.deepcopy(gt_data["images"]),
-        "categories": copy.deepcopy(gt_data["categories"]),
+        "images": _copy_json(gt_data["images"]),
+        "categories": _copy_json(gt_data["categories"]),
         "annotations": [],
     }
     dt.createIndex()
