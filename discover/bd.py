@@ -124,23 +124,12 @@ def bd(
     if method not in METHODS:
         raise MetricInputError(f"unknown BD method {method!r} (one of {', '.join(METHODS)})")
     sign = 1.0 if higher_is_better else -1.0
-    ar, am, anchor_note = check_curve(
-        anchor_rate,
-        sign * np.asarray(anchor_metric, float),
-        anchor_name,
-        min_points,
-        envelope,
-        sign,
-        min_front_points,
-    )
-    tr, tm, test_note = check_curve(
-        test_rate,
-        sign * np.asarray(test_metric, float),
-        test_name,
-        min_points,
-        envelope,
-        sign,
-        min_front_points,
+    (ar, am, anchor_note), (tr, tm, test_note) = (
+        check_curve(r, sign * np.asarray(m, float), n, min_points, envelope, sign, min_front_points)
+        for r, m, n in (
+            (anchor_rate, anchor_metric, anchor_name),
+            (test_rate, test_metric, test_name),
+        )
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
