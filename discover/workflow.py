@@ -658,7 +658,8 @@ class Plan:
     def composition_trainer_spec(self, model: str) -> dict:
         """What the Eq. 4 trainer reads: the stage settings and the base model's codec."""
         spec = self.composition_spec(model)
-        out = {k: v for k, v in spec.items() if k not in ("base", "lambdas", "prior", "gpus")}
+        drop = ("base", "lambdas", "prior", "gpus", "codec_init")
+        out = {k: v for k, v in spec.items() if k not in drop}
         out["codec"] = self.config["discover_training"][spec["base"]]["codec"]
         return out
 
@@ -675,9 +676,14 @@ class Plan:
         the mini scale trains on CPU; ``accelerate`` uses what the job is given)."""
         return int(self.composition_spec(model).get("gpus", 0))
 
-    def composition_init(self, model: str, rate: str) -> Path:
-        """The base model's codec at the same λ_R: stage I starts from it."""
-        return self.discover_weight_path(self.composition_spec(model)["base"], rate)
+    def composition_init(self, model: str, rate: str) -> Path | None:
+        """The base model's codec at the same λ_R, which stage I starts from; None with
+        ``codec_init: scratch`` (a fresh codec: the base model then only lends its VAE, so its
+        codecs need not exist)."""
+        spec = self.composition_spec(model)
+        if spec.get("codec_init", "base") == "scratch":
+            return None
+        return self.discover_weight_path(spec["base"], rate)
 
     def discover_training_spec(self, model: str) -> dict:
         return self._discover_spec(model)

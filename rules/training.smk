@@ -270,13 +270,16 @@ rule train_prior:
             )
 
 
-# Eq. 4, stages I and II, one rate point: the codec (from the base model's at the same λ_R)
+# Eq. 4, stages I and II, one rate point: the codec (from the base model's at the same λ_R,
+# or a fresh one with codec_init: scratch)
 # and its control module. Checkpoints (spec checkpoint_every) go under results/checkpoints/ and
 # survive a killed job: rerunning the rule resumes from the newest one.
 rule train_composition:
     input:
         prior_meta=ancient(f"{PLAN.weights_dir}/{{model}}/prior.json"),
-        codec_init=lambda wc: ancient(str(PLAN.composition_init(wc.model, wc.rate))),
+        codec_init=lambda wc: [
+            ancient(str(p)) for p in [PLAN.composition_init(wc.model, wc.rate)] if p
+        ],
     output:
         model=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.pth.tar",
         meta=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.json",
@@ -320,7 +323,7 @@ rule train_composition:
                 prior=params.prior,
                 model_id=wildcards.model,
                 cache=params.cache,
-                codec_init=input.codec_init,
+                codec_init=input.codec_init[0] if input.codec_init else None,
                 seed=params.seed,
                 checkpoint_dir=params.checkpoints,
                 log_csv=output.losses,

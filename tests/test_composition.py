@@ -450,3 +450,44 @@ def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
     assert not list((tmp_path / "results/checkpoints").rglob("*.pt"))  # removed once done
     rd = pd.read_csv(tmp_path / "results/tables/scenes/rd.csv")
     assert set(rd.codec) == {"gen@human", "gen@detection"} and rd["psnr"].notna().all()
+
+
+def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
+    """codec_init: scratch starts stage I from a fresh codec: the DAG trains the prior and the
+    rate points without asking for (or training) the base model's codecs."""
+    import copy
+    import re
+
+    import yaml
+
+    from discover.config import validate_config
+    from discover.workflow import Plan
+
+    from .conftest import ROOT, snakemake, tiny_config, write_config
+
+    cfg = tiny_config(shard_size=4)
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["composition_training"] = {
+        "gen": {
+            "base": "discover-mini",
+            "codec_init": "scratch",
+            "lambdas": [1, 8],
+            "prior": {"steps": 2, "unet": TEST_UNET, "text_encoder": TEST_TEXT},
+            "steps": 2,
+        }
+    }
+    cfg["trained_weights_dir"] = str(tmp_path / "w")
+    (tmp_path / "w/discover-mini").mkdir(parents=True)  # the base's VAE only, no codecs
+    for name in ("vae", "vae.json"):
+        (tmp_path / "w/discover-mini" / name).symlink_to(ROOT / "weights/discover-mini" / name)
+    plan = Plan(validate_config(copy.deepcopy(cfg)), basedir=tmp_path)
+    assert plan.composition_init("gen", "1") is None
+    assert "codec_init" not in plan.composition_trainer_spec("gen")
+    config = write_config(tmp_path / "config.yaml", cfg)
+    proc = snakemake(tmp_path, config, "-n", "--quiet", "rules", "--", "w/gen/r8.pth.tar")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = proc.stdout.split("Job stats:")[1]
+    assert re.search(r"^train_prior\s+1$", stats, re.M), stats
+    assert re.search(r"^train_composition\s+1$", stats, re.M), stats
+    assert "train_discover" not in stats, stats  # neither the base's codecs nor its VAE
