@@ -85,6 +85,7 @@ def _check_references(config: Mapping) -> None:
             f"config key anchor: {anchor!r} is not a configured codec "
             f"(codecs: {', '.join(config['codecs'])})"
         )
+    anchor_name = anchor or next(iter(config["codecs"]))
     for name, entry in config["codecs"].items():
         wanted = entry.get("datasets") or []
         unknown = [d for d in wanted if d not in config["datasets"]]
@@ -93,7 +94,6 @@ def _check_references(config: Mapping) -> None:
                 f"config key codecs.{name}.datasets: {unknown[0]!r} is not a configured dataset "
                 f"(datasets: {', '.join(config['datasets'])})"
             )
-        anchor_name = config.get("anchor") or next(iter(config["codecs"]))
         missing = [d for d in config["datasets"] if wanted and d not in wanted]
         if name == anchor_name and missing:
             raise ConfigError(
