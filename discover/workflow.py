@@ -152,6 +152,8 @@ class Plan:
         """A DISCOVER codec that decodes through the diffusion prior (its ``composition``
         section, or ``trained:`` naming a composition_training entry)."""
         entry = self.config["codecs"][codec]
+        if entry.get("composition") is False:  # a composition-trained codec decoded by the VAE
+            return False
         return bool(entry.get("composition")) or entry.get("trained") in self.composition_models
 
     def ablation_role(self, row: str, task: str) -> str | None:
@@ -596,7 +598,9 @@ class Plan:
             model = entry["trained"]
             entry["weights"] = {rate: str(self.discover_weight_path(model, rate))}
             entry["vae"] = str(self.discover_vae_dir(model))
-            if model in self.composition_models:
+            if entry.get("composition") is False:
+                del entry["composition"]
+            elif model in self.composition_models:
                 entry["composition"] = {
                     **(entry.get("composition") or {}),
                     "prior": str(self.prior_dir(model)),
@@ -744,11 +748,10 @@ class Plan:
             model = entry["trained"]
             vae_meta = self.discover_vae_dir(model).with_suffix(".json")
             files = [str(self.discover_weight_path(model, rate)), str(vae_meta)]
-            if model in self.composition_models:  # sidecars of the prior and control dirs
-                files += [
-                    str(self.prior_dir(model).with_suffix(".json")),
-                    str(self.discover_weight_path(model, rate).with_name(f"r{rate}.json")),
-                ]
+            if model in self.composition_models:  # the sidecar written with the control dir
+                files.append(str(self.discover_weight_path(model, rate).with_name(f"r{rate}.json")))
+                if self.has_composition(codec):  # and the prior's
+                    files.append(str(self.prior_dir(model).with_suffix(".json")))
             return files
         if "trained" in entry:
             return [str(self.zoo_weight_path(entry["trained"], rate))]

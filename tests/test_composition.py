@@ -26,10 +26,12 @@ from discover.composition.prior import (
     build_prior,
 )
 from discover.errors import DiscoverError
+from discover.training.common import cast_state
 from discover.training.composition import (
     CheckpointMismatchError,
     CompositionTrainer,
     checkpoints,
+    diffusion_target,
     resolve_mixed_precision,
     train_composition,
     train_prior,
@@ -189,6 +191,42 @@ def test_sampling_is_seeded_and_batchable(pipe):
     assert image.shape == (1, 3, 64, 64) and 0 <= image.min() and image.max() <= 1
 
 
+def test_sampling_can_start_from_the_diffused_condition(pipe):
+    """start: condition begins at q(z_T | ẑ_c): seeded like the default start, and what it
+    starts from is the scheduler's forward process at the first sampled step."""
+    from diffusers import DDIMScheduler
+
+    torch.manual_seed(0)
+    z = torch.randn(1, 4, 8, 8)
+    first = pipe.compose(z, 3, seed=7, start="condition")
+    assert torch.equal(first, pipe.compose(z, 3, seed=7, start="condition"))
+    assert not torch.allclose(first, pipe.compose(z, 3, seed=7))
+
+    class Spy(DDIMScheduler):  # records the latents each step starts from
+        seen: list = []
+
+        def step(self, model_output, timestep, sample, **kwargs):
+            Spy.seen.append(sample.clone())
+            return super().step(model_output, timestep, sample, **kwargs)
+
+    original = pipe.scheduler
+    pipe.scheduler = Spy.from_config(original.config)
+    try:
+        assert torch.equal(pipe.compose(z, 3, seed=7, start="condition"), first)
+    finally:
+        pipe.scheduler = original
+    sched = DDIMScheduler.from_config(original.config)
+    sched.set_timesteps(3)
+    noise = pipe.initial_noise(z.shape, 7)
+    expected = sched.add_noise(z, noise, sched.timesteps[:1])
+    assert torch.allclose(Spy.seen[0], expected) and not torch.allclose(expected, noise)
+    assert CompositionSettings.from_dict({"prior": "p", "start": "condition"}).start == "condition"
+    with pytest.raises(DiscoverError, match="start"):
+        CompositionSettings.from_dict({"prior": "p", "start": "image"})
+    with pytest.raises(DiscoverError, match="start"):
+        pipe.compose(z, 1, start="image")
+
+
 def test_steps_come_from_the_config():
     settings = CompositionSettings.from_dict({"prior": "p", "control": "c", "steps": {"human": 50}})
     assert settings.steps_for("human") == 50
@@ -319,6 +357,57 @@ def test_resume_after_kill_gives_the_same_weights(prior_dir, tmp_path):
     load_codec_net(killed / "r1.pth.tar")
 
 
+def test_float16_storage_is_the_float32_result_cast(prior_dir, tmp_path):
+    """save_dtype: float16 stores what the float32 run trains, cast (half the bytes), and it
+    loads back into float32 models; control_lr gives C its own learning rate."""
+    from safetensors.torch import load_file
+
+    def run(out, **extra):
+        return train_composition(
+            out / "r1.pth.tar",
+            out / "control" / "r1",
+            out / "r1.json",
+            {**SPEC, "control_lr": 1e-2, **extra},
+            1.0,
+            prior=prior_dir,
+            model_id="test",
+            steps=1,
+            stage2_steps=0,
+        )
+
+    run(tmp_path / "f32")
+    run(tmp_path / "f16", save_dtype="float16")
+    full = torch.load(tmp_path / "f32" / "r1.pth.tar", weights_only=True)
+    half = torch.load(tmp_path / "f16" / "r1.pth.tar", weights_only=True)
+    assert {v.dtype for v in half.values() if v.is_floating_point()} == {torch.float16}
+    assert same(half, cast_state(full, torch.float16))
+    weights = "diffusion_pytorch_model.safetensors"
+    c16 = load_file(tmp_path / "f16" / "control" / "r1" / weights)
+    c32 = load_file(tmp_path / "f32" / "control" / "r1" / weights)
+    assert same(c16, cast_state(c32, torch.float16))
+    assert load_control(tmp_path / "f16" / "control" / "r1").dtype == torch.float32
+    from discover.codec.api import load_codec_net
+
+    net = load_codec_net(tmp_path / "f16" / "r1.pth.tar")
+    assert next(net.parameters()).dtype == torch.float32
+    trainer = CompositionTrainer({**SPEC, "control_lr": 1e-2}, 1.0, prior=prior_dir, steps=1)
+    lrs = [g["initial_lr"] for g in trainer.optimizer.param_groups]
+    assert lrs[:2] == [SPEC["lr"], 1e-2]
+
+
+def test_diffusion_target_follows_the_prediction_type():
+    from diffusers import DDIMScheduler
+
+    z0, noise, t = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4), torch.tensor([10, 900])
+    eps = DDIMScheduler(prediction_type="epsilon")
+    v = DDIMScheduler(prediction_type="v_prediction")
+    assert torch.equal(diffusion_target(eps, z0, noise, t), noise)
+    a = v.alphas_cumprod[t].view(-1, 1, 1, 1)
+    assert torch.allclose(diffusion_target(v, z0, noise, t), a.sqrt() * noise - (1 - a).sqrt() * z0)
+    with pytest.raises(DiscoverError, match="prediction_type"):
+        diffusion_target(DDIMScheduler(prediction_type="sample"), z0, noise, t)
+
+
 def test_mixed_precision_is_off_on_cpu():
     assert resolve_mixed_precision("auto", torch.device("cpu")) == "no"
     with pytest.raises(DiscoverError, match="CUDA"):
@@ -326,7 +415,8 @@ def test_mixed_precision_is_off_on_cpu():
 
 
 def test_train_prior_writes_a_prior_the_pipeline_loads(tmp_path):
-    spec = {"steps": 2, "batch_size": 1, "crop": 64, "num_images": 1}
+    spec = {"steps": 2, "batch_size": 1, "crop": 64, "num_images": 1, "save_dtype": "float16"}
+    spec["scheduler"] = {"prediction_type": "v_prediction"}
     meta = train_prior(
         tmp_path / "prior",
         {**spec, "unet": TEST_UNET, "text_encoder": TEST_TEXT},
@@ -340,6 +430,14 @@ def test_train_prior_writes_a_prior_the_pipeline_loads(tmp_path):
     assert meta["sha256"][f"vae/{vae_file}"] == sha256(VAE / vae_file)
     pipe = CompositionPipeline.from_pretrained(tmp_path / "prior")
     assert pipe.compose(torch.zeros(1, 4, 8, 8), 2).shape == (1, 4, 8, 8)
+    # stored in float16, loaded in float32; the schedule is SD's with v-prediction
+    from safetensors.torch import load_file
+
+    stored = load_file(tmp_path / "prior/unet/diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    assert pipe.dtype == torch.float32
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear"
 
 
 def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tmp_path):

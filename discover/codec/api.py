@@ -214,6 +214,7 @@ class DiscoverModel:
             prompt=settings.prompt,
             guidance_scale=settings.guidance_scale,
             conditioning_scale=settings.conditioning_scale,
+            start=settings.start,
         )
         return tensor_to_image(x, c.height, c.width)
 

@@ -29,6 +29,9 @@ COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 HUMAN = "human"  # the consumer receiving all of ŷ (discover.codec.bitstream.HUMAN)
 #: Paper §4.1.1: 8 sampling steps for machine vision, 50 for human perception.
 DEFAULT_STEPS = {"machine": 8, HUMAN: 50}
+#: Where sampling starts: z_T ~ N(0, I) ("noise", the paper's "initial noise"), or
+#: z_T ~ q(z_T | ẑ_c), ẑ_c diffused to the first sampled step ("condition").
+STARTS = ("noise", "condition")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class CompositionSettings:
     seed: int = 0
     guidance_scale: float = 1.0
     conditioning_scale: float = 1.0
+    start: str = "noise"
     fp16: bool = False
 
     @classmethod
@@ -58,6 +62,8 @@ class CompositionSettings:
         d = dict(d)
         if "steps" in d:
             d["steps"] = {**DEFAULT_STEPS, **{str(k): int(v) for k, v in d["steps"].items()}}
+        if d.get("start", "noise") not in STARTS:
+            raise DiscoverError(f"composition: start {d['start']!r} is not one of {list(STARTS)}")
         return cls(**d)
 
     def steps_for(self, consumer: str) -> int:
@@ -236,12 +242,21 @@ class CompositionPipeline:
         prompt: str = "",
         guidance_scale: float = 1.0,
         conditioning_scale: float = 1.0,
+        start: str = "noise",
     ) -> torch.Tensor:
         """z_0 from ẑ_c (N, 4, h, w): ``steps`` DDIM steps conditioned on C(ẑ_c) and ``prompt``.
 
         ``guidance_scale`` > 1 adds classifier-free guidance against the empty prompt (two UNet
         passes per step); the paper composes with the empty prompt and no guidance.
+
+        ``start``: ``noise`` samples from z_T ~ N(0, I); ``condition`` from
+        √ᾱ_T ẑ_c + √(1 − ᾱ_T) ε, the forward process q(z_T | z_0) at the first sampled step
+        with ẑ_c for z_0. SD's schedule keeps √ᾱ ≈ 0.07 of the signal at t = 999 (0.11 at
+        t = 876, the first of 8 steps), so training never sees pure noise; starting there
+        gives the prior ẑ_c's colours and layout instead of having C create them from nothing.
         """
+        if start not in STARTS:
+            raise DiscoverError(f"composition: start {start!r} is not one of {list(STARTS)}")
         scheduler = type(self.scheduler).from_config(self.scheduler.config)  # no shared state
         scheduler.set_timesteps(steps, device=self.device)
         cond = z_c_hat.to(self.device, self.dtype)
@@ -251,7 +266,12 @@ class CompositionPipeline:
         if guided:
             text = torch.cat((self.encode_prompt("").expand(n, -1, -1), text))
             cond = torch.cat((cond, cond))
-        latents = self.initial_noise(z_c_hat.shape, seed) * scheduler.init_noise_sigma
+        latents = self.initial_noise(z_c_hat.shape, seed)
+        if start == "condition":
+            first = scheduler.timesteps[:1].repeat(latents.shape[0])
+            latents = scheduler.add_noise(z_c_hat.to(latents), latents, first)
+        else:
+            latents = latents * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             model_in = torch.cat((latents, latents)) if guided else latents
             model_in = scheduler.scale_model_input(model_in, t)
@@ -289,9 +309,10 @@ class CompositionPipeline:
         prompt: str = "",
         guidance_scale: float = 1.0,
         conditioning_scale: float = 1.0,
+        start: str = "noise",
     ) -> torch.Tensor:
         """x̂ = D(compose(ẑ_c)): the composed images in [0, 1]."""
-        z0 = self.compose(z_c_hat, steps, seed, prompt, guidance_scale, conditioning_scale)
+        z0 = self.compose(z_c_hat, steps, seed, prompt, guidance_scale, conditioning_scale, start)
         return self.decode(z0)
 
     @classmethod

@@ -193,12 +193,14 @@ def build_prior(
     seed: int = 0,
     unet_config: Mapping[str, Any] | None = None,
     text_config: Mapping[str, Any] | None = None,
+    scheduler_config: Mapping[str, Any] | None = None,
     unet=None,
 ) -> Path:
     """Write an SD-layout prior directory: ``unet`` (given, else freshly initialised from
     ``unet_config``), a copy of the VAE in ``vae_dir``, a tiny text encoder and tokenizer and a
-    DDIM scheduler. ``out_dir`` is written in place; callers wanting atomicity pass a temporary
-    directory (as :func:`discover.training.composition.train_prior` does)."""
+    DDIM scheduler (SD 2.1-base's schedule, ``scheduler_config`` overriding keys such as
+    ``prediction_type``). ``out_dir`` is written in place; callers wanting atomicity pass a
+    temporary directory (as :func:`discover.training.composition.train_prior` does)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
     out = Path(out_dir)
@@ -215,7 +217,7 @@ def build_prior(
     unet.save_pretrained(out / "unet")
     text_encoder.save_pretrained(out / "text_encoder")
     tiny_tokenizer(text_encoder.config.max_position_embeddings).save_pretrained(out / "tokenizer")
-    DDIMScheduler(**SD_SCHEDULE).save_pretrained(out / "scheduler")
+    DDIMScheduler(**{**SD_SCHEDULE, **(scheduler_config or {})}).save_pretrained(out / "scheduler")
     # A copy, not a link: the directory must stay valid when moved, committed or synced to a
     # compute node; the VAE is small (0.6 M parameters).
     if (out / "vae").exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.io import atomic_path
+from discover.errors import DiscoverError
+from discover.io import atomic_path, write_bytes_atomic
+
+#: Precisions trained weights may be stored in (``save_dtype``; training runs in float32/AMP).
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def image_pool(seed: int, num_images: int, crop: int) -> list[np.ndarray]:
@@ -50,3 +55,28 @@ def write_losses(path: str | Path | None, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def save_dtype(spec: Mapping[str, Any]) -> torch.dtype:
+    """The dtype a spec's ``save_dtype`` names: float16 halves the stored weights (the mini
+    models are committed under a size budget); loading casts them back to float32."""
+    name = spec.get("save_dtype", "float32")
+    if name not in SAVE_DTYPES:
+        raise DiscoverError(f"save_dtype: {name!r} is not one of {list(SAVE_DTYPES)}")
+    return SAVE_DTYPES[name]
+
+
+def cast_state(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``state`` with its floating-point tensors in ``dtype`` (integer buffers unchanged)."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def save_state(
+    state: Mapping[str, torch.Tensor], path: str | Path, dtype: torch.dtype = torch.float32
+) -> None:
+    """``torch.save`` of ``state`` (floating tensors in ``dtype``), written atomically. Saved
+    through a buffer: a file path would name the archive's records after the temporary file,
+    so the same weights would not give the same bytes (nor the sidecar's sha256)."""
+    buffer = io.BytesIO()
+    torch.save(cast_state(state, dtype), buffer)
+    write_bytes_atomic(path, buffer.getvalue())

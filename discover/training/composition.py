@@ -49,7 +49,14 @@ from discover.composition.control import CONDITIONING_EMBEDDING_CHANNELS, contro
 from discover.composition.pipeline import load_prior, prompt_embedding
 from discover.errors import DiscoverError
 from discover.io import atomic_dir, atomic_path, write_text_atomic
-from discover.training.common import batch, image_pool, setup, write_losses
+from discover.training.common import (
+    batch,
+    image_pool,
+    save_dtype,
+    save_state,
+    setup,
+    write_losses,
+)
 from discover.training.discover import _frozen_in_stage_two
 from discover.weights import sha256
 
@@ -59,6 +66,7 @@ log = logging.getLogger("discover.training")
 COMPOSITION_DEFAULTS: dict[str, Any] = {
     "lambda_diff": 2.0,
     "lr": 1e-4,
+    "control_lr": None,
     "aux_lr": 1e-3,
     "batch_size": 4,
     "grad_accum": 1,
@@ -71,11 +79,12 @@ COMPOSITION_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 0,
     "keep_checkpoints": 2,
     "conditioning_embedding_out_channels": list(CONDITIONING_EMBEDDING_CHANNELS),
+    "save_dtype": "float32",
 }
 
 
 #: Spec keys that do not change what is computed: a run may resume with other values.
-BOOKKEEPING = ("checkpoint_every", "keep_checkpoints", "log_every")
+BOOKKEEPING = ("checkpoint_every", "keep_checkpoints", "log_every", "save_dtype")
 
 
 class CheckpointMismatchError(DiscoverError):
@@ -104,6 +113,17 @@ class Batch:
     keep: torch.Tensor | None
     noise: torch.Tensor
     timesteps: torch.Tensor
+
+
+def diffusion_target(scheduler, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+    """What the UNet predicts under the prior's ``prediction_type``: ε (SD 2.1-base) or the
+    velocity v = √ᾱ ε − √(1−ᾱ) z_0 (SD 2.x at 768 px; an option of the mini prior)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(z0, noise, t)
+    raise DiscoverError(f"prior scheduler: prediction_type {kind!r} is not epsilon or v_prediction")
 
 
 class DiscoverComposition(nn.Module):
@@ -151,10 +171,7 @@ class DiscoverComposition(nn.Module):
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
         ).sample
-        if noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(z_c, noise, timesteps)
-        else:
-            target = noise
+        target = diffusion_target(noise_scheduler, z_c, noise, timesteps)
         diffusion = F.mse_loss(pred.float(), target.float())
         return {"rate": rate, "diffusion": diffusion, "latent_mse": latent_mse, "aux": aux}
 
@@ -277,8 +294,14 @@ class CompositionTrainer:
         for name, p in self.model.named_parameters():
             p.requires_grad_(trainable(stage, name))
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        self.params = [p for n, p in named if not n.endswith(".quantiles")]
-        groups = [{"params": self.params, "lr": float(self.spec["lr"])}]
+        rest = [(n, p) for n, p in named if not n.endswith(".quantiles")]
+        self.params = [p for _, p in rest]
+        lr = float(self.spec["lr"])
+        control_lr = float(self.spec["control_lr"] or lr)
+        groups = [
+            {"params": [p for n, p in rest if n.startswith("codec.")], "lr": lr},
+            {"params": [p for n, p in rest if n.startswith("control.")], "lr": control_lr},
+        ]
         quantiles = [p for n, p in named if n.endswith(".quantiles")]
         if quantiles:
             groups.append({"params": quantiles, "lr": float(self.spec["aux_lr"])})
@@ -286,7 +309,7 @@ class CompositionTrainer:
         milestone = int((self.steps if stage == 1 else self.stage2_steps) * 0.8)
         decay = lambda i: 1.0 if i < milestone else 0.1  # noqa: E731
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            opt, [decay, lambda i: 1.0][: len(groups)]
+            opt, [decay, decay, lambda i: 1.0][: len(groups)]
         )
         # (Re-)wrapped per stage: DDP fixes the set of parameters it reduces when it wraps.
         self.wrapped = self.accelerator.prepare_model(self.model)
@@ -531,10 +554,10 @@ def train_composition(
         model = acc.unwrap_model(trainer.wrapped)
         codec = model.codec.eval()
         codec.update(force=True)
-        with atomic_path(codec_path) as tmp:
-            torch.save(portable_state(codec), tmp)
+        dtype = save_dtype(trainer.spec)
+        save_state(portable_state(codec), codec_path, dtype)
         with atomic_dir(control_dir) as tmp:
-            model.control.save_pretrained(tmp)
+            model.control.to(dtype).save_pretrained(tmp)
         meta = {
             "model_id": model_id,
             "codec": codec.cfg.to_dict(),
@@ -578,7 +601,8 @@ def train_prior(
     """Train the mini diffusion prior: ``out_dir`` becomes an SD-layout directory (see
     :mod:`discover.composition.prior`) whose UNet predicts ε on latents of the VAE in
     ``vae_dir`` with the empty prompt. Spec keys: ``steps``, ``batch_size``, ``crop`` (a
-    multiple of 32), ``lr``, ``num_images``, ``unet`` / ``text_encoder`` (config overrides)."""
+    multiple of 32), ``lr``, ``num_images``, ``unet`` / ``text_encoder`` / ``scheduler``
+    (config overrides, e.g. ``scheduler: {prediction_type: v_prediction}``), ``save_dtype``."""
     from discover.composition.prior import build_prior
 
     rng, steps, crop, batch_size = setup(spec, seed, steps)
@@ -591,6 +615,7 @@ def train_prior(
             seed=seed,
             unet_config=spec.get("unet"),
             text_config=spec.get("text_encoder"),
+            scheduler_config=spec.get("scheduler"),
         )
         parts = load_prior(tmp)
         unet, vae, scheduler = parts.unet.train().requires_grad_(True), parts.vae, parts.scheduler
@@ -605,7 +630,7 @@ def train_prior(
             pred = unet(
                 scheduler.add_noise(z0, noise, t), t, text.expand(batch_size, -1, -1)
             ).sample
-            loss = F.mse_loss(pred, noise)
+            loss = F.mse_loss(pred, diffusion_target(scheduler, z0, noise, t))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -619,8 +644,8 @@ def train_prior(
                         "seconds": round(time.perf_counter() - t0, 2),
                     }
                 )
-                log.info("prior step %d/%d ε-mse %.4f", step, steps, loss.item())
-        unet.eval().save_pretrained(Path(tmp) / "unet")
+                log.info("prior step %d/%d loss %.4f", step, steps, loss.item())
+        unet.eval().to(save_dtype(spec)).save_pretrained(Path(tmp) / "unet")
     files = sorted(p for p in Path(out_dir).rglob("*") if p.is_file())
     meta = {
         "spec": dict(spec),

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from discover.io import atomic_path, write_text_atomic
-from discover.training.common import batch, image_pool, setup, write_losses
+from discover.io import write_text_atomic
+from discover.training.common import batch, image_pool, save_dtype, save_state, setup, write_losses
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -82,8 +82,7 @@ def train_zoo_model(
             )
     model.update(force=True)
     model.eval()
-    with atomic_path(out_path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_state(model.state_dict(), out_path, save_dtype(spec))
     meta = {
         "architecture": spec["architecture"],
         "spec": dict(spec),
