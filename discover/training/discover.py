@@ -86,7 +86,7 @@ def train_vae(
         z = vae.encode(x * 2 - 1).latent_dist.mode()
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     with atomic_dir(out_dir) as tmp:
-        vae.save_pretrained(tmp)
+        vae.to(save_dtype(spec)).save_pretrained(tmp)
     files = sorted(p for p in Path(out_dir).iterdir() if p.is_file())
     meta = {
         "spec": dict(spec),
