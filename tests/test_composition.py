@@ -379,16 +379,19 @@ def test_float16_storage_is_the_float32_result_cast(prior_dir, tmp_path):
     run(tmp_path / "f16", save_dtype="float16")
     full = torch.load(tmp_path / "f32" / "r1.pth.tar", weights_only=True)
     half = torch.load(tmp_path / "f16" / "r1.pth.tar", weights_only=True)
-    assert {v.dtype for v in half.values() if v.is_floating_point()} == {torch.float16}
-    assert same(half, cast_state(full, torch.float16))
+    from discover.codec.api import load_codec_net
+    from discover.training.common import parameter_names
+
+    net = load_codec_net(tmp_path / "f16" / "r1.pth.tar")
+    assert same(half, cast_state(full, torch.float16, parameter_names(net)))
+    # buffers float16 cannot hold stay float32: the likelihood bound 1e-9 is not 0
+    assert half["latent_codec.hyper.entropy_bottleneck.likelihood_lower_bound.bound"].item() > 0
+    assert net.entropy_bottleneck.likelihood_lower_bound.bound.item() == pytest.approx(1e-9)
     weights = "diffusion_pytorch_model.safetensors"
     c16 = load_file(tmp_path / "f16" / "control" / "r1" / weights)
     c32 = load_file(tmp_path / "f32" / "control" / "r1" / weights)
     assert same(c16, cast_state(c32, torch.float16))
     assert load_control(tmp_path / "f16" / "control" / "r1").dtype == torch.float32
-    from discover.codec.api import load_codec_net
-
-    net = load_codec_net(tmp_path / "f16" / "r1.pth.tar")
     assert next(net.parameters()).dtype == torch.float32
     trainer = CompositionTrainer({**SPEC, "control_lr": 1e-2}, 1.0, prior=prior_dir, steps=1)
     lrs = [g["initial_lr"] for g in trainer.optimizer.param_groups]
@@ -589,3 +592,52 @@ def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
     assert re.search(r"^train_prior\s+1$", stats, re.M), stats
     assert re.search(r"^train_composition\s+1$", stats, re.M), stats
     assert "train_discover" not in stats, stats  # neither the base's codecs nor its VAE
+
+
+def test_composition_false_decodes_a_composition_trained_codec_with_the_vae(tmp_path):
+    """`composition: false` on a codec trained with composition: the same codec weights, ẑ_c
+    decoded by the VAE ("w/o composition"), and the prior is not an input of its jobs."""
+    import copy
+
+    import yaml
+
+    from discover.config import validate_config
+    from discover.workflow import Plan
+
+    from .conftest import ROOT, tiny_config
+
+    cfg = tiny_config(shard_size=4)
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["composition_training"] = {
+        "gen": {"base": "discover-mini", "lambdas": [1], "prior": {"steps": 1}, "steps": 1}
+    }
+    tasks = {"detection": {"mask": "gt"}}
+    cfg["codecs"] = {
+        "gen": {"type": "discover", "trained": "gen", "rates": [1], "tasks": tasks},
+        "gen-vae": {
+            "type": "discover",
+            "trained": "gen",
+            "rates": [1],
+            "tasks": tasks,
+            "composition": False,
+        },
+    }
+    cfg["anchor"] = "gen"
+    plan = Plan(validate_config(copy.deepcopy(cfg)), basedir=tmp_path)
+    assert plan.has_composition("gen") and not plan.has_composition("gen-vae")
+    assert plan.ablation_role("gen-vae@detection", "detection") == "w/o composition"
+    assert plan.ablation_role("gen@detection", "detection") == "DISCOVER"
+    with_prior = plan.codec_job_config("gen", "1")["codecs"]["gen"]
+    without = plan.codec_job_config("gen-vae", "1")["codecs"]["gen-vae"]
+    assert with_prior["composition"]["prior"].endswith("gen/prior")
+    assert "composition" not in without
+    assert without["weights"] == with_prior["weights"]
+    assert any(f.endswith("prior.json") for f in plan.codec_weight_files("gen", "1"))
+    files = plan.codec_weight_files("gen-vae", "1")
+    assert not any(f.endswith("prior.json") for f in files)
+    assert any(f.endswith("gen/r1.json") for f in files)  # written with the codec weights
+    bad = copy.deepcopy(cfg)
+    bad["codecs"]["gen-vae"]["composition"] = True
+    with pytest.raises(Exception, match="composition"):
+        validate_config(bad)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +66,41 @@ def save_dtype(spec: Mapping[str, Any]) -> torch.dtype:
     return SAVE_DTYPES[name]
 
 
-def cast_state(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """``state`` with its floating-point tensors in ``dtype`` (integer buffers unchanged)."""
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+def cast_state(
+    state: Mapping[str, torch.Tensor],
+    dtype: torch.dtype,
+    parameters: Collection[str] | None = None,
+) -> dict[str, torch.Tensor]:
+    """``state`` with its floating-point tensors in ``dtype``: every one when ``parameters`` is
+    None, else the parameters named there and the buffers the cast leaves exactly unchanged
+    (masks, tables of small integers). Other buffers stay as they are: some hold constants
+    float16 cannot represent (CompressAI's likelihood lower bound 1e-9 would become 0 and a
+    rate term infinite)."""
+
+    def cast(key: str, value: torch.Tensor) -> torch.Tensor:
+        if not value.is_floating_point() or value.dtype == dtype:
+            return value
+        out = value.to(dtype)
+        if parameters is None or key in parameters or torch.equal(out.to(value.dtype), value):
+            return out
+        return value
+
+    return {k: cast(k, v) for k, v in state.items()}
 
 
 def save_state(
-    state: Mapping[str, torch.Tensor], path: str | Path, dtype: torch.dtype = torch.float32
+    state: Mapping[str, torch.Tensor],
+    path: str | Path,
+    dtype: torch.dtype = torch.float32,
+    parameters: Collection[str] | None = None,
 ) -> None:
-    """``torch.save`` of ``state`` (floating tensors in ``dtype``), written atomically. Saved
-    through a buffer: a file path would name the archive's records after the temporary file,
-    so the same weights would not give the same bytes (nor the sidecar's sha256)."""
+    """``torch.save`` of ``state`` (see :func:`cast_state`), written atomically. Saved through
+    a buffer: a file path would name the archive's records after the temporary file, so the
+    same weights would not give the same bytes (nor the sidecar's sha256)."""
     buffer = io.BytesIO()
-    torch.save(cast_state(state, dtype), buffer)
+    torch.save(cast_state(state, dtype, parameters), buffer)
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def parameter_names(module: torch.nn.Module) -> set[str]:
+    return {name for name, _ in module.named_parameters()}

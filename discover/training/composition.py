@@ -52,6 +52,7 @@ from discover.io import atomic_dir, atomic_path, write_text_atomic
 from discover.training.common import (
     batch,
     image_pool,
+    parameter_names,
     save_dtype,
     save_state,
     setup,
@@ -555,7 +556,7 @@ def train_composition(
         codec = model.codec.eval()
         codec.update(force=True)
         dtype = save_dtype(trainer.spec)
-        save_state(portable_state(codec), codec_path, dtype)
+        save_state(portable_state(codec), codec_path, dtype, parameter_names(codec))
         with atomic_dir(control_dir) as tmp:
             model.control.to(dtype).save_pretrained(tmp)
         meta = {

@@ -29,7 +29,15 @@ from discover.codec.masks import random_keep_mask
 from discover.codec.model import CodecConfig, DiscoverCodecNet
 from discover.codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
 from discover.io import atomic_dir, write_text_atomic
-from discover.training.common import batch, image_pool, save_dtype, save_state, setup, write_losses
+from discover.training.common import (
+    batch,
+    image_pool,
+    parameter_names,
+    save_dtype,
+    save_state,
+    setup,
+    write_losses,
+)
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -196,7 +204,7 @@ def train_codec(
         run(2, stage2, steps)
     net.update(force=True)
     net.eval()
-    save_state(portable_state(net), out_path, save_dtype(spec))
+    save_state(portable_state(net), out_path, save_dtype(spec), parameter_names(net))
     meta = {
         "model_id": model_id,
         "codec": cfg.to_dict(),

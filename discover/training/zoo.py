@@ -18,7 +18,15 @@ from typing import Any
 import torch
 
 from discover.io import write_text_atomic
-from discover.training.common import batch, image_pool, save_dtype, save_state, setup, write_losses
+from discover.training.common import (
+    batch,
+    image_pool,
+    parameter_names,
+    save_dtype,
+    save_state,
+    setup,
+    write_losses,
+)
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -82,7 +90,7 @@ def train_zoo_model(
             )
     model.update(force=True)
     model.eval()
-    save_state(model.state_dict(), out_path, save_dtype(spec))
+    save_state(model.state_dict(), out_path, save_dtype(spec), parameter_names(model))
     meta = {
         "architecture": spec["architecture"],
         "spec": dict(spec),
