@@ -398,6 +398,14 @@ def test_float16_storage_is_the_float32_result_cast(prior_dir, tmp_path):
     assert lrs[:2] == [SPEC["lr"], 1e-2]
 
 
+def test_a_non_finite_loss_stops_training_with_the_step_named(prior_dir):
+    trainer = CompositionTrainer(SPEC, 1.0, prior=prior_dir, steps=2)
+    fixed = trainer.sample_batch()
+    fixed.x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DiscoverError, match=r"stage 1 step 1: non-finite loss terms"):
+        trainer.train_step(fixed)
+
+
 def test_diffusion_target_follows_the_prediction_type():
     from diffusers import DDIMScheduler
 

@@ -370,6 +370,12 @@ class CompositionTrainer:
             sync = micro == accum - 1
             with contextlib.nullcontext() if sync else acc.no_sync(self.wrapped):
                 terms = self.losses(b)
+                if not all(torch.isfinite(v).all() for v in terms.values()):
+                    values = {k: float(v) for k, v in terms.items()}
+                    raise DiscoverError(
+                        f"λ_R={self.lambda_r:g} stage {self.stage} step {self.step + 1}: "
+                        f"non-finite loss terms {values}; nothing was written"
+                    )
                 objective = terms["loss"] + (terms["aux"] if self.stage == 1 else 0.0)
                 acc.backward(objective / accum)
             for k, v in terms.items():
