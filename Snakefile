@@ -39,6 +39,7 @@ localrules:
     perception_table,
     task_table,
     ablation_plot,
+    training_loss_plot,
     task_labels,
     grounding_report,
     fetch_weight,

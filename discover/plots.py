@@ -87,3 +87,46 @@ def visual_grid(
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def training_loss_plot(
+    prior: pd.DataFrame | None,
+    rates: dict[str, pd.DataFrame],
+    png: str | Path,
+    pdf: str | Path,
+    title: str,
+) -> None:
+    """Loss curves of a composition model: the prior's (if trained by the pipeline), then per
+    λ_R the loss of Eq. 4 and its diffusion and latent terms against the step, a dotted line
+    where stage II begins."""
+    panels = [
+        ("loss", "Eq. 4 loss"),
+        ("diffusion", "diffusion term"),
+        ("latent_mse", "‖z_c − ẑ_c‖²"),
+    ]
+    if prior is not None:
+        panels.insert(0, ("prior", "prior loss"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), dpi=120)
+    for ax, (key, label) in zip(np.atleast_1d(axes), panels, strict=True):
+        if key == "prior":
+            ax.plot(prior["step"], prior["loss"], linewidth=1.2, color="0.3")
+        else:
+            for rate, df in rates.items():
+                line = ax.plot(df["step"], df[key], linewidth=1.2, label=f"λ_R = {rate}")[0]
+                if (df["stage"] == 2).any():  # the last logged step of stage I
+                    end = df.loc[df["stage"] == 1, "step"].max()
+                    ax.axvline(end, color=line.get_color(), linestyle=":", linewidth=0.8)
+            ax.legend(fontsize=7)
+        ax.set_xlabel("step")
+        ax.set_title(label, fontsize=9)
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    with atomic_path(pdf) as tmp:
+        fig.savefig(
+            tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None}
+        )
+    plt.close(fig)

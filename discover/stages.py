@@ -750,3 +750,27 @@ def run_visual_grid(
         chosen[row] = {"rate": rate, "bpp": value}
     visual_grid(panels, out_png, f"{dataset}: image {image}, target {bpp:.3f} bpp")
     return {"image": image, "bpp": bpp, "rows": chosen}
+
+
+def training_loss_plot(
+    model: str,
+    prior_csv: str | Path | None,
+    rate_csvs: Mapping[str, str | Path],
+    png: str | Path,
+    pdf: str | Path,
+) -> None:
+    """The loss log of a composition model as a figure for the report (the CSVs the train
+    rules write next to the weights)."""
+    from discover.plots import training_loss_plot as plot
+
+    def read(path, columns):
+        df = pd.read_csv(path)
+        missing = [c for c in columns if c not in df]
+        if missing or df.empty:
+            raise DiscoverError(f"{path}: not a loss log (no rows or no columns {missing})")
+        return df
+
+    prior = read(prior_csv, ["step", "loss"]) if prior_csv else None
+    columns = ["step", "stage", "loss", "diffusion", "latent_mse"]
+    rates = {str(rate): read(path, columns) for rate, path in rate_csvs.items()}
+    plot(prior, rates, png, pdf, title=f"{model}: training losses")

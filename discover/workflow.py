@@ -649,6 +649,20 @@ class Plan:
     def composition_models(self) -> list[str]:
         return list(self.config.get("composition_training") or {})
 
+    def loss_plot_models(self) -> list[str]:
+        """Composition models a measured codec decodes with: their loss logs (prior and each
+        λ_R) become a figure of the report."""
+        used = {self.config["codecs"][c].get("trained") for c in self.discover_codecs}
+        return [m for m in self.composition_models if m in used]
+
+    def composition_loss_logs(self, model: str) -> dict[str, Path]:
+        """λ_R -> the loss log train_composition writes next to that rate point's weights."""
+        spec = self.composition_spec(model)
+        return {
+            str(rate): self.discover_weight_path(model, str(rate)).with_name(f"r{rate}.losses.csv")
+            for rate in spec["lambdas"]
+        }
+
     def composition_spec(self, model: str) -> dict:
         spec = dict(self.config["composition_training"][model])
         base = spec["base"]
@@ -829,6 +843,7 @@ class Plan:
             "merge_annotations": sum(self.has_annotations(d) for d in self.datasets),
             "visual_grid": len(self.visual_grid_datasets()),
             "ablation_plot": len(self.ablation_datasets()),
+            "training_loss_plot": len(self.loss_plot_models()),
         }
         counts["all"] = 1
         counts["total"] = sum(counts.values())

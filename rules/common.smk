@@ -196,4 +196,8 @@ def final_targets():
             ]
     for ds, task in PLAN.ablation_datasets():
         targets += [f"{OUT}/plots/{ds}/ablation_{task}.{ext}" for ext in ("png", "pdf")]
+    for model in PLAN.loss_plot_models():
+        targets += [
+            f"{OUT}/plots/training/{model}_losses.{ext}" for ext in ("png", "pdf")
+        ]
     return targets

@@ -331,6 +331,41 @@ rule train_composition:
             )
 
 
+# The loss log of a composition model the codecs use, as a figure of the report.
+rule training_loss_plot:
+    input:
+        prior=ancient(f"{PLAN.weights_dir}/{{model}}/prior.losses.csv"),
+        rates=lambda wc: [
+            ancient(str(p)) for p in PLAN.composition_loss_logs(wc.model).values()
+        ],
+    output:
+        png=report(
+            f"{OUT}/plots/training/{{model}}_losses.png",
+            caption="../report/training_losses.rst",
+            category="Training",
+            labels={"model": "{model}", "plot": "losses"},
+        ),
+        pdf=f"{OUT}/plots/training/{{model}}_losses.pdf",
+    log:
+        f"{OUT}/logs/training_loss_plot/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/training_loss_plot/{{model}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(PLAN.composition_models),
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        rates=lambda wc: list(PLAN.composition_loss_logs(wc.model)),
+    message:
+        "Training losses of {wildcards.model}"
+    script:
+        "../workflow_scripts/training_loss_plot.py"
+
+
 rule train_all:
     input:
         task_weight_targets(),

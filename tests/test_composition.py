@@ -559,6 +559,9 @@ def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
     assert not list((tmp_path / "results/checkpoints").rglob("*.pt"))  # removed once done
     rd = pd.read_csv(tmp_path / "results/tables/scenes/rd.csv")
     assert set(rd.codec) == {"gen@human", "gen@detection"} and rd["psnr"].notna().all()
+    # the loss logs as a report figure
+    for ext in ("png", "pdf"):
+        assert (tmp_path / f"results/plots/training/gen_losses.{ext}").stat().st_size > 0
 
 
 def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
