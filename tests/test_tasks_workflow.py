@@ -194,12 +194,16 @@ def test_ablation_roles_with_and_without_composition():
     rows = plan.ablation_rows("scenes", "detection")
     assert rows["hyperprior-mini"] == "base codec (hyperprior-mini)"
     assert rows["discover-gen@detection"] == "DISCOVER (discover-gen@detection)"
+    # the embedded default's own DISCOVER: composition through its trained model
+    assert rows["discover@detection"] == "DISCOVER (discover@detection)"
     assert set(rows) == {
         "hyperprior-mini",
         "discover-mini@human",
         "discover-mini@detection",
         "discover-gen@human",
         "discover-gen@detection",
+        "discover@human",
+        "discover@detection",
     }
     assert ("objects", "classification") in plan.ablation_datasets()
     cfg["ablation"] = {"base": "elic"}

@@ -251,10 +251,9 @@ def test_a_codec_runs_on_its_datasets_and_job_counts_match_the_dry_run(tmp_path)
     plan = Plan(validate_config(cfg), basedir=ROOT)
     assert not [r for r in plan.table_rows("scenes") if r.startswith("discover-mini")]
     assert "jpeg" not in plan.table_rows("objects")
-    assert plan.table_rows("objects")[-2:] == [
-        "discover-mini@human",
-        "discover-mini@classification",
-    ]
+    assert {"discover-mini@human", "discover-mini@classification"} <= set(
+        plan.table_rows("objects")
+    )
     assert plan.grounded_tasks("discover-mini", "scenes") == []
     config = write_config(tmp_path / "config.yaml", cfg)
     proc = snakemake(tmp_path, config, "-n", "--quiet", "rules")

@@ -371,7 +371,7 @@ class CompositionTrainer:
             with contextlib.nullcontext() if sync else acc.no_sync(self.wrapped):
                 terms = self.losses(b)
                 if not all(torch.isfinite(v).all() for v in terms.values()):
-                    values = {k: float(v) for k, v in terms.items()}
+                    values = {k: float(v.detach()) for k, v in terms.items()}
                     raise DiscoverError(
                         f"λ_R={self.lambda_r:g} stage {self.stage} step {self.step + 1}: "
                         f"non-finite loss terms {values}; nothing was written"
