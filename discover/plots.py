@@ -17,6 +17,18 @@ from discover.metrics import METRICS
 METRIC_LABELS = {m: info.label for m, info in METRICS.items()}
 
 
+def save_figure(fig, png: str | Path, pdf: str | Path) -> None:
+    """Write ``fig`` as PNG and PDF atomically, without the timestamps and software versions
+    that would make the same figure differ byte for byte; then close it."""
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    with atomic_path(pdf) as tmp:
+        fig.savefig(
+            tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None}
+        )
+    plt.close(fig)
+
+
 def rd_plot(
     rd: pd.DataFrame,
     metric: str,
@@ -55,13 +67,7 @@ def rd_plot(
         fig.set_size_inches(5.5, 4.0 + 0.22 * (len(ax.get_lines()) + 1))
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    with atomic_path(pdf) as tmp:
-        fig.savefig(
-            tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None}
-        )
-    plt.close(fig)
+    save_figure(fig, png, pdf)
 
 
 def visual_grid(
@@ -123,10 +129,4 @@ def training_loss_plot(
         ax.grid(True, alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    with atomic_path(pdf) as tmp:
-        fig.savefig(
-            tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None}
-        )
-    plt.close(fig)
+    save_figure(fig, png, pdf)
