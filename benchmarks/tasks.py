@@ -10,8 +10,11 @@
    trained one's, so their post-processing time is only indicative).
 2. faster-coco-eval against pycocotools on the same predictions (bbox and segm): seconds of
    each, ratio pycocotools / faster-coco-eval, and a check that every AP agrees to 1e-9.
+   faster-coco-eval runs with the mask-IoU threads ``coco_evaluate`` picks for this machine
+   ("auto") or with each ``--rle-workers`` count.
 
     python benchmarks/tasks.py [--images 16] [--eval-images 500] [--skip-large] [--threads 2]
+        [--devices cpu,cuda] [--rle-workers 1 --rle-workers 8]
         [--checkpoint detection=weights/scenes-detector/model.pt ...]
 """
 
@@ -27,6 +30,7 @@ import torch
 
 from discover.datasets.synthetic_scenes import CATEGORIES, SceneGenerator, SyntheticScenes
 from discover.tasks import build_task_model, coco_evaluate, get_task
+from discover.tasks.evaluation import available_cpus, default_rle_workers
 
 BATCH_SIZES = (1, 4, 8)
 SMALL = {
@@ -80,7 +84,9 @@ def throughput(kind: str, model, images, batch_size: int, device: str, repeat: i
 def run_throughput(args: argparse.Namespace) -> None:
     gen = SceneGenerator(0, "val", 256, 512, 2, 6)
     images = [(i, gen.render(i)[0]) for i in range(args.images)]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices.split(",") if args.devices else ["cpu"]
+    if not args.devices and torch.cuda.is_available():
+        devices.append("cuda")
     print(
         f"throughput: {args.images} synthetic scenes (256-512 px; R50 models on CPU: "
         f"{max(BATCH_SIZES)}), images/s of task.predict, median of {args.repeat}"
@@ -155,29 +161,36 @@ def run_evaluators(args: argparse.Namespace) -> bool:
     preds = noisy_predictions(gt)
     print(
         f"\nevaluators: {len(gt['images'])} images, {len(gt['annotations'])} objects, "
-        f"{len(preds)} predictions (best of {args.repeat})"
+        f"{len(preds)} predictions (best of {args.repeat}); {available_cpus()} CPUs, "
+        f"auto = {default_rle_workers()} mask-IoU thread(s)"
     )
-    print(f"{'iou':5s} {'pycocotools s':>14s} {'faster s':>10s} {'ratio':>7s}  AP equal")
+
+    def best_of(evaluator: str, iou_type: str, workers: int | None) -> tuple[float, dict]:
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            result = coco_evaluate(preds, gt, iou_type, evaluator=evaluator, rle_workers=workers)
+            times.append(time.perf_counter() - t0)
+        return min(times), result
+
+    print(
+        f"{'iou':5s} {'workers':>7s} {'pycocotools s':>14s} {'faster s':>10s} {'ratio':>7s}  "
+        "AP equal"
+    )
     ok = True
     for iou_type in ("bbox", "segm"):
-        seconds, metrics = {}, {}
-        for evaluator in ("pycocotools", "faster-coco-eval"):
-            times = []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                metrics[evaluator] = coco_evaluate(preds, gt, iou_type, evaluator=evaluator)
-                times.append(time.perf_counter() - t0)
-            seconds[evaluator] = min(times)
-        ref, fast = metrics["pycocotools"], metrics["faster-coco-eval"]
-        equal = all(
-            (ref[k] is None and fast[k] is None) or abs(ref[k] - fast[k]) <= 1e-9 for k in ref
-        )
-        ok &= equal
-        ratio = seconds["pycocotools"] / seconds["faster-coco-eval"]
-        print(
-            f"{iou_type:5s} {seconds['pycocotools']:14.3f} {seconds['faster-coco-eval']:10.3f} "
-            f"{ratio:7.2f}  {'yes' if equal else 'NO'} (AP {ref[f'{iou_type}_AP']:.4f})"
-        )
+        ref_s, ref = best_of("pycocotools", iou_type, None)
+        for workers in args.rle_workers or [None]:
+            fast_s, fast = best_of("faster-coco-eval", iou_type, workers)
+            equal = all(
+                (ref[k] is None and fast[k] is None) or abs(ref[k] - fast[k]) <= 1e-9 for k in ref
+            )
+            ok &= equal
+            print(
+                f"{iou_type:5s} {workers or 'auto':>7} {ref_s:14.3f} {fast_s:10.3f} "
+                f"{ref_s / fast_s:7.2f}  {'yes' if equal else 'NO'} "
+                f"(AP {ref[f'{iou_type}_AP']:.4f})"
+            )
     return ok
 
 
@@ -192,6 +205,13 @@ def main() -> int:
     ap.add_argument("--skip-large", action="store_true", help="no R50 models (slow on CPU)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--devices", help="comma-separated (default: cpu, and cuda when present)")
+    ap.add_argument(
+        "--rle-workers",
+        type=int,
+        action="append",
+        help="faster-coco-eval mask-IoU threads (repeatable; default: coco_evaluate's choice)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} CPU threads")

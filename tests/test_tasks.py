@@ -3,7 +3,9 @@ torchvision weights names load to the same model, mismatches fail naming what is
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 
 import numpy as np
@@ -144,6 +146,34 @@ def test_faster_coco_eval_equals_pycocotools(scenes, fixture_predictions, iou_ty
         b = coco_evaluate(preds, gt, iou_type, image_ids=subset, evaluator="faster-coco-eval")
         assert a == pytest.approx(b, abs=1e-9)
     assert coco_evaluate([], gt, iou_type)[f"{iou_type}_AP"] == 0.0
+
+
+def test_faster_mask_results_are_what_load_res_makes(scenes, fixture_predictions):
+    """The batched preparation of mask results for faster-coco-eval gives the records its
+    ``loadRes`` gives, and its mask-IoU threads do not change a number."""
+    from faster_coco_eval import COCO
+
+    from discover.tasks.evaluation import _mask_results_faster, _results_for
+
+    _, gt = scenes
+    coco = COCO()
+    coco.dataset = copy.deepcopy(gt)
+    coco.createIndex()
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = coco.loadRes(_results_for(fixture_predictions, "segm"))
+    got = _mask_results_faster(coco, _results_for(fixture_predictions, "segm"))
+    assert len(got.dataset["annotations"]) == len(fixture_predictions) > 0
+    for a, b in zip(got.dataset["annotations"], expected.dataset["annotations"], strict=True):
+        assert a.keys() == b.keys()
+        np.testing.assert_array_equal(a.pop("bbox"), b.pop("bbox"))
+        assert a == b
+    assert got.dataset["images"] == expected.dataset["images"]
+    assert got.dataset["categories"] == expected.dataset["categories"]
+    one, many = (
+        coco_evaluate(fixture_predictions, gt, "segm", evaluator="faster-coco-eval", rle_workers=n)
+        for n in (1, 4)
+    )
+    assert one == many
 
 
 def test_annotations_of_other_images_name_the_first_image_id(scenes, fixture_predictions):
