@@ -118,7 +118,8 @@ def coco_evaluate(
     """COCO AP@[.5:.95], AP50, AP75 and AP small/medium/large (as ``{iou_type}_AP`` etc., in
     [0, 1]; None where the images have no object of that size).
 
-    ``rle_workers``: faster-coco-eval's threads for mask IoUs (default: :func:`default_rle_workers`)."""
+    ``rle_workers``: faster-coco-eval's threads for mask IoUs (default:
+    :func:`default_rle_workers`)."""
     if evaluator not in EVALUATORS:
         raise ConfigError(f"unknown evaluator {evaluator!r} (known: {list(EVALUATORS)})")
     if iou_type not in ("bbox", "segm"):
