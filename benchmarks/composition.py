@@ -9,13 +9,14 @@ Each case runs in a fresh process (peak RSS = ``ru_maxrss`` of that process; GPU
 * ``full`` (CUDA only): SD 2.1-base's UNet, VAE and text encoder (OpenCLIP ViT-H text tower)
   plus the latent ControlNet, random weights (built on the meta device, materialised on the GPU,
   fp16), at 512x512.
-* ``train``: one optimizer step of Eq. 4 (mini codec + tiny prior + C, CPU) against a stage-I
-  step of the codec alone (rate + latent MSE, as ``train_codec``) measured in the same process.
+* ``train``: one optimizer step of Eq. 4 (mini codec + tiny prior + C; CPU, and CUDA when
+  present) against a stage-I step of the codec alone (rate + latent MSE, as ``train_codec``)
+  measured in the same process.
 
 Times are medians over ``--repeat`` runs after one warm-up; ratios: 50 vs 8 steps, composition vs
 the VAE decoder alone, composition training step vs codec-only step.
 
-    python benchmarks/composition.py [--repeat 3] [--skip-full] [--threads 2]
+    python benchmarks/composition.py [--repeat 3] [--skip-full] [--skip-decode] [--threads 2]
 """
 
 from __future__ import annotations
@@ -83,13 +84,15 @@ CASE = textwrap.dedent(
         from discover.training.composition import CompositionTrainer
         prior = build_prior(TMP.name + "/prior", "weights/discover-mini/vae")
         spec = {"codec": "mini", "batch_size": n, "crop": size, "num_images": 8,
-                "lr": 1e-4, "conditioning_embedding_out_channels": [16, 32]}
+                "lr": 1e-4, "conditioning_embedding_out_channels": [16, 32],
+                "device": "cpu" if not cuda else "auto"}
         trainer = CompositionTrainer(spec, 1.0, prior=prior, steps=10 ** 6)
         batch = trainer.sample_batch()
         net = trainer.model.codec
         opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        x_dev = batch.x.to(next(net.parameters()).device)
         def codec_step():
-            x = batch.x
+            x = x_dev
             out = net(x)
             bpp = sum(torch.log2(lik).sum() for lik in out["likelihoods"].values()) / -(
                 x.shape[0] * x.shape[-2] * x.shape[-1])
@@ -97,13 +100,15 @@ CASE = textwrap.dedent(
             opt.zero_grad(); loss.backward(); opt.step()
         times, base = [], []
         for i in range(repeat + 1):
-            t0 = time.perf_counter(); trainer.train_step(batch); t1 = time.perf_counter()
-            codec_step(); t2 = time.perf_counter()
+            sync(); t0 = time.perf_counter(); trainer.train_step(batch); sync()
+            t1 = time.perf_counter(); codec_step(); sync(); t2 = time.perf_counter()
             if i:
                 times.append(t1 - t0); base.append(t2 - t1)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0
         print(json.dumps({"step_s": statistics.median(times),
-                          "codec_step_s": statistics.median(base), "peak_rss_mib": rss}))
+                          "codec_step_s": statistics.median(base), "peak_rss_mib": rss,
+                          "gpu_peak_mib": gpu}))
         raise SystemExit
 
     pipe = full_pipeline() if kind == "full" else mini_pipeline()
@@ -147,11 +152,13 @@ def main() -> int:
     ap.add_argument("--skip-full", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--train-batch", type=int, default=4)
+    ap.add_argument("--skip-decode", action="store_true", help="training steps only")
     args = ap.parse_args()
     import torch
 
-    cases = [("mini", 128, "cpu"), ("mini", 256, "cpu")]
-    if not args.skip_full and torch.cuda.is_available():
+    cuda = ["cuda"] if torch.cuda.is_available() else []
+    cases = [] if args.skip_decode else [("mini", 128, "cpu"), ("mini", 256, "cpu")]
+    if not args.skip_full and not args.skip_decode and cuda:
         cases.append(("full", 512, "cuda"))
     print(
         f"{'case':<22}{'steps':>6}{'decode s':>10}{'VAE s':>8}{'RSS MiB':>9}{'GPU MiB':>9}"
@@ -166,12 +173,14 @@ def main() -> int:
                 f"{r['vae_only_s']:>8.3f}{r['peak_rss_mib']:>9.0f}{r['gpu_peak_mib']:>9.0f}"
                 f"{r['decode_s'] / r['vae_only_s']:>9.1f}{ratio:>9.2f}"
             )
-    r = run("train", 128, "cpu", args.repeat, args.train_batch, args.threads)
-    print(
-        f"\ntraining step (mini, CPU, batch {args.train_batch} x 128px): "
-        f"{r['step_s']:.3f} s with composition, {r['codec_step_s']:.3f} s codec only "
-        f"(ratio {r['step_s'] / r['codec_step_s']:.2f}), peak RSS {r['peak_rss_mib']:.0f} MiB"
-    )
+    for device in ["cpu", *cuda]:
+        r = run("train", 128, device, args.repeat, args.train_batch, args.threads)
+        print(
+            f"\ntraining step (mini, {device}, batch {args.train_batch} x 128px): "
+            f"{r['step_s']:.3f} s with composition, {r['codec_step_s']:.3f} s codec only "
+            f"(ratio {r['step_s'] / r['codec_step_s']:.2f}), peak RSS "
+            f"{r['peak_rss_mib']:.0f} MiB, GPU {r['gpu_peak_mib']:.0f} MiB"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,21 @@ def setup(spec: Mapping[str, Any], seed: int, steps: int | None):
     rng = np.random.default_rng(seed)
     steps = int(steps if steps is not None else spec["steps"])
     return rng, steps, int(spec.get("crop", 128)), int(spec.get("batch_size", 8))
+
+
+def deterministic_cuda() -> None:
+    """Kernels that give the same bits on every run of the same GPU and software: cuDNN's
+    fixed algorithms, cuBLAS with a fixed workspace, PyTorch's deterministic implementations
+    (an op without one stops the run with an error naming it; with ``warn_only`` PyTorch's
+    cuDNN attention backward stays non-deterministic). Call before the first CUDA work.
+
+    Measured on an H100 (mini composition training, bf16, 12 steps): without this, two runs
+    with the same seed ended with different weights; with it, bit-identical, and a run
+    resumed from its step-6 checkpoint equals the straight run."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
 
 
 def write_losses(path: str | Path | None, rows: list[dict]) -> None:

@@ -51,6 +51,7 @@ from discover.errors import DiscoverError
 from discover.io import atomic_dir, atomic_path, write_text_atomic
 from discover.training.common import (
     batch,
+    deterministic_cuda,
     image_pool,
     parameter_names,
     save_dtype,
@@ -215,6 +216,8 @@ class CompositionTrainer:
         )
         cpu = self.spec.get("device", "auto") == "cpu" or not torch.cuda.is_available()
         device = torch.device("cpu" if cpu else "cuda")
+        if not cpu:
+            deterministic_cuda()  # same seed, same GPU: the same weights
         self.accelerator = Accelerator(
             cpu=cpu,
             mixed_precision=resolve_mixed_precision(self.spec["mixed_precision"], device),
