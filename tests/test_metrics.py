@@ -30,13 +30,15 @@ def test_psnr_matches_definition():
 
 def test_msssim_equals_pytorch_msssim_on_large_images():
     ref, rec = _pair(200, 230)
-    x = torch.from_numpy(ref).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(rec).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(ref).permute(2, 0, 1)[None].float()
+    y = torch.from_numpy(rec).permute(2, 0, 1)[None].float()
     expected = float(ms_ssim(x, y, data_range=255.0))
-    assert msssim(ref, rec) == pytest.approx(expected, rel=1e-12)
+    assert msssim(ref, rec) == expected
+    # float32 (the metric's precision) is within 1e-6 of the library in float64
+    assert expected == pytest.approx(float(ms_ssim(x.double(), y.double(), 255.0)), abs=1e-6)
     # the few-scale loop with all five scales is the library's computation
     weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
-    assert float(ms_ssim_levels(x, y, weights)) == pytest.approx(expected, rel=1e-10)
+    assert float(ms_ssim_levels(x, y, weights)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_msssim_small_images_use_fewer_scales():
