@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -270,3 +271,19 @@ def test_a_codec_runs_on_its_datasets_and_job_counts_match_the_dry_run(tmp_path)
     cfg["codecs"]["hevc"]["datasets"] = ["kodak"]
     with pytest.raises(ConfigError, match="codecs.hevc.datasets: 'kodak' is not a configured"):
         validate_config(cfg)
+
+
+def test_light_rule_jobs_do_not_import_pytorch():
+    """Tables, plots and aggregation start in a fraction of a second: importing the stages, the
+    plots or the plan must not pull in PyTorch (the codec registry loads its modules on use)."""
+    code = (
+        "import sys; import discover.stages, discover.plots, discover.workflow; "
+        "print(sorted(m for m in ('torch', 'compressai', 'diffusers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
+    from discover.codecs import available
+
+    assert {"jpeg", "discover", "compressai"} <= set(available())

@@ -1,16 +1,7 @@
-"""Codecs: one module per implementation, registered by type name."""
+"""Codecs: one module per implementation, registered by type name. The modules are imported
+when the registry is first asked (``get_codec``, ``resolve``, ``available``), so that rule jobs
+which never build a codec do not pay for PyTorch and CompressAI."""
 
-from discover.codecs import (  # noqa: F401  (registration)
-    avif,
-    command,
-    compressai_models,
-    discover_codec,
-    hevc,
-    illm,
-    pillow_codecs,
-    published,
-    reference_software,
-)
 from discover.codecs.base import Codec
 from discover.codecs.registry import available, get_codec, register_codec, resolve
 

@@ -34,8 +34,23 @@ def available() -> list[str]:
     return sorted(set(_CODECS) | set(_entry_point_codecs()))
 
 
+#: the modules of the built-in codecs (each registers its classes when imported)
+BUILTINS = (
+    "avif",
+    "command",
+    "compressai_models",
+    "discover_codec",
+    "hevc",
+    "illm",
+    "pillow_codecs",
+    "published",
+    "reference_software",
+)
+
+
 def _load_builtins() -> None:
-    import discover.codecs  # noqa: F401  (registers the built-in codecs)
+    for module in BUILTINS:
+        importlib.import_module(f"discover.codecs.{module}")
 
 
 def resolve(type_name: str) -> type[Codec]:
