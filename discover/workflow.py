@@ -106,6 +106,25 @@ class Plan:
             if not (tasks.get(c) or {}).get("datasets") or dataset in tasks[c]["datasets"]
         ]
 
+    def decode_reuse(self, codec: str, dataset: str, consumer: str) -> str | None:
+        """The consumer whose decoded images a DISCOVER consumer's decode may take: the first
+        task consumer, for a later task decoded with the same settings (tasks whose grounding
+        finds the same boxes receive the same bits; the decode job compares them per image)."""
+        from discover.codecs import get_codec
+
+        tasks = [c for c in self.consumers(codec, dataset) if c != "human"]
+        if consumer not in tasks[1:]:
+            return None
+        c = get_codec(codec, self.config)
+        return tasks[0] if c.decode_settings(consumer) == c.decode_settings(tasks[0]) else None
+
+    def decode_reuse_dirs(
+        self, codec: str, dataset: str, consumer: str, rate: str, shard: str
+    ) -> list[str]:
+        """The decoded shard of :meth:`decode_reuse`'s consumer (an input), or none."""
+        other = self.decode_reuse(codec, dataset, consumer)
+        return [] if other is None else [f"{self.out}/{dataset}/{codec}@{other}/{rate}/{shard}"]
+
     # -- machine-vision tasks -----------------------------------------------------------------
     @property
     def evaluated_tasks(self) -> list[str]:

@@ -1,6 +1,6 @@
 # DISCOVER: one encode per image (a ỹ stream per task + ẑ + the rest of ŷ), then one decode per
-# consumer from the bytes that consumer receives. Decoding here is "without composition"
-# (ẑ_c -> VAE decoder, paper Fig. 8).
+# consumer from the bytes that consumer receives (ẑ_c -> VAE decoder, or the generative
+# composition when the codec entry has one).
 
 
 rule discover_encode:
@@ -39,6 +39,10 @@ rule discover_decode:
         reference=f"{OUT}/{{dataset}}/reference/{{shard}}",
         streams=f"{OUT}/{{dataset}}/{{codec}}/{{rate}}/{{shard}}",
         weights=lambda wc: PLAN.codec_weight_files(wc.codec, wc.rate),
+        # a later task's images that decode like the first task's are taken from its decode
+        reuse=lambda wc: PLAN.decode_reuse_dirs(
+            wc.codec, wc.dataset, wc.consumer, wc.rate, wc.shard
+        ),
     output:
         decoded=directory(
             f"{OUT}/{{dataset}}/{{codec}}@{{consumer}}/{{rate}}/{{shard}}"
@@ -62,6 +66,7 @@ rule discover_decode:
         gpu=lambda wc: PLAN.codec_gpus(wc.codec),
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+        reuse=lambda wc: PLAN.decode_reuse(wc.codec, wc.dataset, wc.consumer),
     message:
         "DISCOVER {wildcards.codec} @ λ_R={wildcards.rate}: decoding for {wildcards.consumer} on {wildcards.dataset}/{wildcards.shard}"
     script:

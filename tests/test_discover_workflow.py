@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -38,10 +39,14 @@ def discover_config(**codec) -> dict:
     return cfg
 
 
+# two tasks masked by the same (gt) boxes: the second decodes like the first
+TWO_TASKS = {"detection": {"mask": "gt"}, "instance_segmentation": {"mask": "gt"}}
+
+
 @pytest.fixture(scope="module")
 def discover_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("discover_run")
-    config = write_config(work / "config.yaml", discover_config())
+    config = write_config(work / "config.yaml", discover_config(tasks=TWO_TASKS))
     dry = snakemake(work, config, "-n", "--quiet", "rules")
     assert dry.returncode == 0, dry.stderr[-3000:]
     stats = dry.stdout.split("Job stats:")[1].split("Reasons:")[0]
@@ -55,7 +60,11 @@ def test_one_encode_serves_every_consumer_and_each_counts_its_own_bytes(discover
     out = discover_run / "results"
     rd = pd.read_csv(out / "tables/scenes/rd.csv", dtype={"rate": str})
     rows = rd[rd.codec.str.startswith("discover-mini")]
-    assert set(rows.codec) == {"discover-mini@human", "discover-mini@detection"}
+    assert set(rows.codec) == {
+        "discover-mini@human",
+        "discover-mini@detection",
+        "discover-mini@instance_segmentation",
+    }
     assert (rows.groupby("codec").size() == 4).all()
     human = rows[rows.codec.str.endswith("human")].set_index("rate")
     task = rows[rows.codec.str.endswith("detection")].set_index("rate")
@@ -71,10 +80,51 @@ def test_one_encode_serves_every_consumer_and_each_counts_its_own_bytes(discover
         full = Container.from_bytes(
             (out / "scenes/discover-mini/1/s0000" / f"{row.id}.dsc").read_bytes()
         )
-        assert full.consumers == ["detection", "human"]
+        assert full.consumers == ["detection", "instance_segmentation", "human"]
         assert full.task("detection").mask.any()  # gt boxes of the scene's objects
     bd = pd.read_csv(out / "tables/scenes/bd.csv")
     assert "discover-mini@human" in set(bd.codec)
+
+
+def test_a_task_receiving_the_same_bits_takes_the_first_tasks_decode(discover_run):
+    """instance_segmentation's cut equals detection's but for the task's name: its decode job
+    takes detection's images (the same bytes a decode gives) and still counts its own bits."""
+    out = discover_run / "results"
+    for rate in ("1", "8"):
+        det = out / f"scenes/discover-mini@detection/{rate}/s0000"
+        seg = out / f"scenes/discover-mini@instance_segmentation/{rate}/s0000"
+        pngs = sorted(p.name for p in det.glob("*.png"))
+        assert pngs and pngs == sorted(p.name for p in seg.glob("*.png"))
+        for name in pngs:
+            assert (det / name).read_bytes() == (seg / name).read_bytes()
+            a = Container.from_bytes((det / name.replace(".png", ".dsc")).read_bytes())
+            b = Container.from_bytes((seg / name.replace(".png", ".dsc")).read_bytes())
+            assert a.decodes_like(b) and a.consumers != b.consumers
+        log = out / f"logs/discover_decode/scenes/discover-mini@instance_segmentation/{rate}"
+        assert (
+            f"{len(pngs)} of {len(pngs)} images decode like detection's"
+            in (log / "s0000.log").read_text()
+        )
+        bits = pd.read_csv(
+            out / f"metrics/scenes/discover-mini@instance_segmentation/{rate}/s0000.csv"
+        )
+        assert (bits.bits == [8 * (seg / f"{i}.dsc").stat().st_size for i in bits.id]).all()
+    # other boxes: other bits, decoded anew
+    full = Container.from_bytes((out / "scenes/discover-mini/1/s0000/val_000000.dsc").read_bytes())
+    cut = full.for_consumer("detection")
+    other = replace(cut, tasks=[replace(cut.tasks[0], mask=~cut.tasks[0].mask)])
+    assert cut.decodes_like(full.for_consumer("instance_segmentation"))
+    assert not cut.decodes_like(other) and not cut.decodes_like(full)
+    # the plan names the first task for every later task decoded with the same settings; the
+    # decode job compares the bits per image
+    from discover.config import validate_config
+    from discover.workflow import Plan
+
+    cfg = discover_config(tasks={"detection": {"mask": "gt"}, "classification": {"mask": "none"}})
+    plan = Plan(validate_config(cfg), basedir=ROOT)
+    assert plan.decode_reuse("discover-mini", "scenes", "classification") == "detection"
+    assert plan.decode_reuse("discover-mini", "scenes", "detection") is None
+    assert plan.decode_reuse("discover-mini", "scenes", "human") is None
 
 
 def test_datasets_without_annotations_get_the_human_row_only():
@@ -198,10 +248,10 @@ def test_vae_loads_from_a_local_dir_or_a_cached_hub_snapshot(tmp_path):
 def test_same_config_gives_byte_identical_streams_and_metrics(discover_run, tmp_path):
     from .conftest import tree_digest
 
-    config = write_config(tmp_path / "config.yaml", discover_config())
+    config = write_config(tmp_path / "config.yaml", discover_config(tasks=TWO_TASKS))
     targets = [
         f"results/metrics/scenes/discover-mini@{consumer}/{rate}/s0000.csv"
-        for consumer in ("human", "detection")
+        for consumer in ("human", "detection", "instance_segmentation")
         for rate in (1, 8)
     ]
     proc = snakemake(tmp_path, config, *targets)

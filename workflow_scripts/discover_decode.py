@@ -13,4 +13,5 @@ with rule_context(smk):
         smk.output.decoded,
         smk.output.metrics,
         threads=smk.threads,
+        reuse=(smk.params.reuse, smk.input.reuse[0]) if smk.params.reuse else None,
     )

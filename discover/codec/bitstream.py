@@ -81,6 +81,17 @@ class Container:
             return self
         return replace(self, tasks=[self.task(consumer)], rest=None)
 
+    def decodes_like(self, other: Container) -> bool:
+        """True when a decoder given either container gets the same input: model, weights,
+        rate, size, ẑ stream, the rest of ŷ and each part's mask and stream, task names aside
+        (the cut of one task and that of another whose grounding found the same boxes)."""
+
+        def unnamed(c: Container) -> bytes:
+            parts = [replace(t, name=f"part{i}") for i, t in enumerate(c.tasks)]
+            return replace(c, tasks=parts).to_bytes()
+
+        return unnamed(self) == unnamed(other)
+
     # -- serialisation ---------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         names = [t.name for t in self.tasks]

@@ -208,6 +208,15 @@ class DiscoverCodec(Codec):
     def encode(self, image: np.ndarray, rate, path: Path, boxes=None) -> None:
         write_bytes_atomic(path, self.encode_container(image, rate, boxes).to_bytes())
 
+    def decode_settings(self, consumer: str) -> tuple:
+        """What besides the received bits decides the image a consumer's stream decodes to:
+        two consumers with equal settings and equal bits (``Container.decodes_like``) get the
+        same image."""
+        settings = self.composition
+        if settings is None:
+            return ("vae",)
+        return ("composition", settings.steps_for(consumer))
+
     def decode(self, path: Path, shape: tuple[int, int], rate, consumer: str = HUMAN):
         from discover.codec.bitstream import Container
 
