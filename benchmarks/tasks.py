@@ -10,8 +10,8 @@
    trained one's, so their post-processing time is only indicative).
 2. faster-coco-eval against pycocotools on the same predictions (bbox and segm): seconds of
    each, ratio pycocotools / faster-coco-eval, and a check that every AP agrees to 1e-9.
-   faster-coco-eval runs with the mask-IoU threads ``coco_evaluate`` picks for this machine
-   ("auto") or with each ``--rle-workers`` count.
+   faster-coco-eval runs with ``coco_evaluate``'s mask-IoU threads (one) or with each
+   ``--rle-workers`` count.
 
     python benchmarks/tasks.py [--images 16] [--eval-images 500] [--skip-large] [--threads 2]
         [--devices cpu,cuda] [--rle-workers 1 --rle-workers 8]
@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,6 @@ import torch
 
 from discover.datasets.synthetic_scenes import CATEGORIES, SceneGenerator, SyntheticScenes
 from discover.tasks import build_task_model, coco_evaluate, get_task
-from discover.tasks.evaluation import available_cpus, default_rle_workers
 
 BATCH_SIZES = (1, 4, 8)
 SMALL = {
@@ -161,11 +161,10 @@ def run_evaluators(args: argparse.Namespace) -> bool:
     preds = noisy_predictions(gt)
     print(
         f"\nevaluators: {len(gt['images'])} images, {len(gt['annotations'])} objects, "
-        f"{len(preds)} predictions (best of {args.repeat}); {available_cpus()} CPUs, "
-        f"auto = {default_rle_workers()} mask-IoU thread(s)"
+        f"{len(preds)} predictions (best of {args.repeat}); {os.cpu_count()} CPUs"
     )
 
-    def best_of(evaluator: str, iou_type: str, workers: int | None) -> tuple[float, dict]:
+    def best_of(evaluator: str, iou_type: str, workers: int) -> tuple[float, dict]:
         times = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -179,15 +178,15 @@ def run_evaluators(args: argparse.Namespace) -> bool:
     )
     ok = True
     for iou_type in ("bbox", "segm"):
-        ref_s, ref = best_of("pycocotools", iou_type, None)
-        for workers in args.rle_workers or [None]:
+        ref_s, ref = best_of("pycocotools", iou_type, 1)
+        for workers in args.rle_workers or [1]:
             fast_s, fast = best_of("faster-coco-eval", iou_type, workers)
             equal = all(
                 (ref[k] is None and fast[k] is None) or abs(ref[k] - fast[k]) <= 1e-9 for k in ref
             )
             ok &= equal
             print(
-                f"{iou_type:5s} {workers or 'auto':>7} {ref_s:14.3f} {fast_s:10.3f} "
+                f"{iou_type:5s} {workers:>7} {ref_s:14.3f} {fast_s:10.3f} "
                 f"{ref_s / fast_s:7.2f}  {'yes' if equal else 'NO'} "
                 f"(AP {ref[f'{iou_type}_AP']:.4f})"
             )
@@ -210,7 +209,7 @@ def main() -> int:
         "--rle-workers",
         type=int,
         action="append",
-        help="faster-coco-eval mask-IoU threads (repeatable; default: coco_evaluate's choice)",
+        help="faster-coco-eval mask-IoU threads (repeatable; default: coco_evaluate's, one)",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -113,13 +113,14 @@ def coco_evaluate(
     *,
     evaluator: str = "pycocotools",
     image_ids: Iterable[int | str] | None = None,
-    rle_workers: int | None = None,
+    rle_workers: int = 1,
 ) -> dict[str, float | None]:
     """COCO AP@[.5:.95], AP50, AP75 and AP small/medium/large (as ``{iou_type}_AP`` etc., in
     [0, 1]; None where the images have no object of that size).
 
-    ``rle_workers``: faster-coco-eval's threads for mask IoUs (default:
-    :func:`default_rle_workers`)."""
+    ``rle_workers``: faster-coco-eval's threads for mask IoUs. One (its default is 8): its
+    thread pool cost more than it gained on 500 images, 4,810 masks (segm 0.20 vs 0.28 s on 2
+    CPUs, 0.18 vs 0.26 s on 16; ``benchmarks/tasks.py --rle-workers``)."""
     if evaluator not in EVALUATORS:
         raise ConfigError(f"unknown evaluator {evaluator!r} (known: {list(EVALUATORS)})")
     if iou_type not in ("bbox", "segm"):
@@ -152,7 +153,7 @@ def coco_evaluate(
                 dt,
                 iou_type,
                 print_function=lambda *a, **k: None,
-                rle_iou_max_workers=rle_workers or default_rle_workers(),
+                rle_iou_max_workers=rle_workers,
             )
         coco_eval.params.imgIds = ids
         coco_eval.evaluate()
@@ -163,21 +164,6 @@ def coco_evaluate(
         name: (float(v) if v > -1 else None)
         for name, v in zip(coco_metric_names(iou_type), stats, strict=True)
     }
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity, as a cluster job's cgroup sets it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def default_rle_workers() -> int:
-    """faster-coco-eval's mask-IoU threads: its default 8 where there are more than 2 CPUs; one
-    on 2 or fewer, where its thread pool costs more than it gains (500 images, 2 CPUs: segm
-    0.269 s with its default, 0.198 s with one thread; benchmarks/tasks.py)."""
-    return 8 if available_cpus() > 2 else 1
 
 
 def _mask_results_faster(gt: Any, results: list[dict[str, Any]]) -> Any:
