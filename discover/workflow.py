@@ -115,7 +115,8 @@ class Plan:
         tasks = [c for c in self.consumers(codec, dataset) if c != "human"]
         if consumer not in tasks[1:]:
             return None
-        c = get_codec(codec, self.config)
+        # the job's config: a trained entry's composition paths are filled in there
+        c = get_codec(codec, self.codec_job_config(codec, str(self.rates(codec)[0])))
         return tasks[0] if c.decode_settings(consumer) == c.decode_settings(tasks[0]) else None
 
     def decode_reuse_dirs(
