@@ -125,8 +125,10 @@ def test_a_task_receiving_the_same_bits_takes_the_first_tasks_decode(discover_ru
     assert plan.decode_reuse("discover-mini", "scenes", "classification") == "detection"
     assert plan.decode_reuse("discover-mini", "scenes", "detection") is None
     assert plan.decode_reuse("discover-mini", "scenes", "human") is None
-    # the embedded default: DISCOVER with composition, 8 steps for either task
-    plan = Plan(validate_config(copy.deepcopy(DEFAULT)), basedir=ROOT)
+    # DISCOVER with composition (the embedded default's model), 8 steps for either task
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["codecs"]["discover"]["datasets"] = ["scenes"]
+    plan = Plan(validate_config(cfg), basedir=ROOT)
     assert plan.decode_reuse("discover", "scenes", "instance_segmentation") == "detection"
 
 
