@@ -51,8 +51,8 @@ def setup(spec: Mapping[str, Any], seed: int, steps: int | None):
 def deterministic_cuda() -> None:
     """Kernels that give the same bits on every run of the same GPU and software: cuDNN's
     fixed algorithms, cuBLAS with a fixed workspace, PyTorch's deterministic implementations
-    (an op without one stops the run with an error naming it; with ``warn_only`` PyTorch's
-    cuDNN attention backward stays non-deterministic). Call before the first CUDA work.
+    (an op without one stops the run with an error naming it). Call before the first CUDA
+    work.
 
     Measured on an H100 (mini composition training, bf16, 12 steps): without this, two runs
     with the same seed ended with different weights; with it, bit-identical, and a run
