@@ -199,3 +199,40 @@ def copy_of_run(finished_run, tmp_path) -> Path:
     dst = tmp_path / "run"
     shutil.copytree(finished_run, dst, symlinks=True)
     return dst
+
+
+# -- behaviour guard: outputs of the tiny DAGs as recorded before the code was re-homed ------
+RECORDED_DIGESTS = ROOT / "tests" / "data" / "recorded_digests.json"
+#: what a run's digest leaves out: logs, timings and job benchmarks (wall-clock), plots and the
+#: report (rendering), the weights the run trained (checked by the train-rule tests)
+_NOT_DIGESTED = ("logs/", "benchmarks/", "plots/", "report", ".snakemake/")
+
+
+def behaviour_digest(work: Path) -> dict[str, str]:
+    """sha256 of every bitstream, reconstruction, prediction, metric and table of a run."""
+    digest = tree_digest(work / "results")
+    return {
+        k: v
+        for k, v in digest.items()
+        if not any(part in k for part in _NOT_DIGESTED) and "timings" not in Path(k).name
+    }
+
+
+def check_recorded_digest(work: Path, name: str) -> None:
+    """Compare a run's outputs with those recorded for ``name`` (DISCOVER_RECORD_DIGESTS=1
+    records them instead: done once, on the commit before a change meant to keep behaviour)."""
+    digest = behaviour_digest(work)
+    recorded = json.loads(RECORDED_DIGESTS.read_text()) if RECORDED_DIGESTS.is_file() else {}
+    if os.environ.get("DISCOVER_RECORD_DIGESTS") == "1":
+        recorded[name] = digest
+        RECORDED_DIGESTS.parent.mkdir(exist_ok=True)
+        RECORDED_DIGESTS.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+        return
+    want = recorded[name]
+    missing = sorted(set(want) - set(digest))
+    extra = sorted(set(digest) - set(want))
+    changed = sorted(k for k in set(want) & set(digest) if want[k] != digest[k])
+    assert not (missing or extra or changed), (
+        f"outputs differ from those recorded for {name}: missing {missing[:5]}, "
+        f"new {extra[:5]}, changed {changed[:5]} ({len(changed)} in all)"
+    )

@@ -17,7 +17,7 @@ from discover.cli import main as cli
 from discover.codec.bitstream import Container
 from discover.weights import sha256
 
-from .conftest import ROOT, snakemake, tiny_config, write_config
+from .conftest import check_recorded_digest, ROOT, snakemake, tiny_config, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -268,3 +268,9 @@ def test_same_config_gives_byte_identical_streams_and_metrics(discover_run, tmp_
         ):
             first = tree_digest(discover_run / "results", pattern)
             assert first and first == tree_digest(tmp_path / "results", pattern)
+
+
+def test_outputs_equal_those_recorded_before_the_code_moved(discover_run):
+    """Streams, reconstructions, metrics and tables byte for byte as the commit before the
+    re-homing of the package wrote them (tests/data/recorded_digests.json)."""
+    check_recorded_digest(discover_run, "discover_run")

@@ -19,7 +19,13 @@ from discover.metrics.distribution import demo_feature_extractor
 from discover.metrics.fid import write_fid_patches
 from discover.metrics.perceptual import lpips_backbone_weight, lpips_distance, torchvision_weight
 
-from .conftest import save_random_backbone, snakemake, tiny_config, write_config
+from .conftest import (
+    check_recorded_digest,
+    save_random_backbone,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
 PATCH = 32
 
@@ -149,3 +155,9 @@ def test_fetching_a_missing_weight_reruns_the_jobs_that_can_now_compute_it(
         assert "perception_table" in stats
     finally:
         vgg.unlink()
+
+
+def test_outputs_equal_those_recorded_before_the_code_moved(perception_run):
+    """Streams, reconstructions, metrics and tables byte for byte as the commit before the
+    re-homing of the package wrote them (tests/data/recorded_digests.json)."""
+    check_recorded_digest(perception_run[0], "perception_run")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from discover.workflow import snakemake_command
 
-from .conftest import ROOT, snakemake, tiny_config, tree_digest, write_config
+from .conftest import check_recorded_digest, ROOT, snakemake, tiny_config, tree_digest, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -287,3 +287,9 @@ def test_light_rule_jobs_do_not_import_pytorch():
     from discover.codecs import available
 
     assert {"jpeg", "discover", "compressai"} <= set(available())
+
+
+def test_outputs_equal_those_recorded_before_the_code_moved(finished_run):
+    """Streams, reconstructions, metrics and tables byte for byte as the commit before the
+    re-homing of the package wrote them (tests/data/recorded_digests.json)."""
+    check_recorded_digest(finished_run, "finished_run")
