@@ -37,7 +37,7 @@ CASE = textwrap.dedent(
     threads = int(sys.argv[6])
     if threads:
         torch.set_num_threads(threads)
-    from discover.codec.vae import decode_latent
+    from discover.discover_codec.vae import decode_latent
     from discover.composition.pipeline import CompositionPipeline
     TMP = tempfile.TemporaryDirectory()  # the mini prior's directory, removed at exit
     cuda = device.startswith("cuda")
@@ -79,7 +79,7 @@ CASE = textwrap.dedent(
     if kind == "train":
         import numpy as np
         import torch.nn.functional as F
-        from discover.codec.vae import encode_latent
+        from discover.discover_codec.vae import encode_latent
         from discover.composition.prior import build_prior
         from discover.training.composition import CompositionTrainer
         prior = build_prior(TMP.name + "/prior", "weights/discover-mini/vae")

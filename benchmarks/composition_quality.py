@@ -28,10 +28,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from discover.codec.api import load_codec_net  # noqa: E402
-from discover.codec.vae import decode_latent, encode_latent  # noqa: E402
 from discover.composition.pipeline import CompositionPipeline  # noqa: E402
 from discover.datasets.synthetic_scenes import SceneGenerator  # noqa: E402
+from discover.discover_codec.model import load_codec_net  # noqa: E402
+from discover.discover_codec.vae import decode_latent, encode_latent  # noqa: E402
 
 
 def val_crops(n: int, crop: int, seed: int = 0) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from discover.workflow import snakemake_command
+from discover.plan import snakemake_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 60.0

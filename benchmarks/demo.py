@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from discover.workflow import snakemake_command
+from discover.plan import snakemake_command
 
 ROOT = Path(__file__).resolve().parent.parent
 

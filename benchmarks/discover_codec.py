@@ -33,7 +33,7 @@ CASE = textwrap.dedent(
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     if kind == "elic":
         from compressai.models import Elic2022Official
-        from discover.codec.model import pad_image
+        from discover.discover_codec.net import pad_image
         net = Elic2022Official().eval().to(device)
         net.update(force=True)
         x = pad_image(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255).to(device)
@@ -45,15 +45,15 @@ CASE = textwrap.dedent(
                 return net.decompress(out["strings"], out["shape"])
         size_of = lambda out: sum(len(s[0]) for s in out["strings"])
     else:
-        from discover.codec.api import DiscoverModel, load_model_dir
-        from discover.codec.model import FULL, DiscoverCodecNet
+        from discover.discover_codec.model import DiscoverModel, load_model_dir
+        from discover.discover_codec.net import FULL, DiscoverCodecNet
         if kind == "mini":
             model = load_model_dir("discover-mini", "1", device=device)
         else:
             net = DiscoverCodecNet(FULL)
             net.update()
             model = DiscoverModel(net, None, "discover-full", "1", device)
-        from discover.codec.api import masks_from_boxes
+        from discover.discover_codec.model import masks_from_boxes
         masks = masks_from_boxes({"detection": [[0, 0, size // 2, size // 2]]}, size, size)
         def enc():
             with torch.no_grad():
@@ -80,8 +80,8 @@ CASE = textwrap.dedent(
 FRACTIONS = textwrap.dedent(
     """
     import json, numpy as np
-    from discover.codec.api import load_model_dir
-    from discover.codec.model import latent_grid
+    from discover.discover_codec.model import load_model_dir
+    from discover.discover_codec.net import latent_grid
     from discover.datasets.synthetic_scenes import SceneGenerator
     model = load_model_dir("discover-mini", "1")
     image = SceneGenerator(1, "val", 512, 512, 4, 8).render(0)[0][:512, :512]

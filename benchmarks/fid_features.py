@@ -35,7 +35,7 @@ CASE = textwrap.dedent(
     torch.manual_seed(0)
     if kind == "inception":
         from discover.metrics.fid import inception_feature_extractor
-        from discover.weights import WeightsMissingError
+        from discover.errors import WeightsMissingError
         try:
             extractor = inception_feature_extractor("clean", cache=cache, device=device)
             name = "clean-fid Inception (cached weights)"

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from discover.codec.api import load_model_dir, masks_from_boxes
-from discover.codec.fuzz import fuzz
 from discover.datasets.synthetic_scenes import SceneGenerator
+from discover.discover_codec.fuzz import fuzz
+from discover.discover_codec.model import load_model_dir, masks_from_boxes
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ from PIL import Image
 from discover.codecs import get_codec
 from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.metrics import msssim, psnr
-from discover.workflow import snakemake_command
+from discover.plan import snakemake_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.10

@@ -107,7 +107,7 @@ def label_cache() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import ChatServer, tiny_config  # the tests' chat server and tiny config
 
-    from discover.workflow import snakemake_command
+    from discover.plan import snakemake_command
 
     reply = json.dumps([f"shape {i}" for i in range(120)])
     with tempfile.TemporaryDirectory() as tmp, ChatServer([reply]) as server:

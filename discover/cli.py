@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from discover.bd import bd
+from discover.codecs import get_codec
+from discover.config import load_config
 from discover.errors import DiscoverError
+from discover.io import atomic_path, write_bytes_atomic
+from discover.plan import Plan
 
 
 def _read_curve(path: str, metric: str) -> tuple[pd.Series, pd.Series]:
@@ -32,7 +37,6 @@ def _read_curve(path: str, metric: str) -> tuple[pd.Series, pd.Series]:
 
 
 def cmd_bd(args: argparse.Namespace) -> int:
-    from discover.bd import bd
 
     ar, am = _read_curve(args.anchor, args.metric)
     tr, tm = _read_curve(args.test, args.metric)
@@ -56,8 +60,6 @@ def cmd_bd(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from discover.config import load_config
-    from discover.workflow import Plan
 
     config = load_config(args.config)
     plan = Plan(config)
@@ -83,8 +85,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check_codec(args: argparse.Namespace) -> int:
-    from discover.codecs import get_codec
-    from discover.config import load_config
 
     config = load_config(args.config)
     names = [args.name] if args.name else list(config["codecs"])
@@ -100,7 +100,8 @@ def cmd_check_codec(args: argparse.Namespace) -> int:
 
 # -- DISCOVER streams -----------------------------------------------------------------------
 def _read_container(path: str):
-    from discover.codec.bitstream import Container
+    # PyTorch loads only for the commands that code or read a stream
+    from discover.discover_codec.bitstream import Container
 
     p = Path(path)
     if not p.is_file():
@@ -134,8 +135,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from discover.codec.api import load_model_dir, masks_from_boxes
-    from discover.io import write_bytes_atomic
+    # PyTorch loads only for the commands that code or read a stream
+    from discover.discover_codec.model import load_model_dir, masks_from_boxes
 
     try:
         with Image.open(args.image) as img:
@@ -155,8 +156,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from discover.codec.api import load_model_dir
-    from discover.io import atomic_path
+    # PyTorch loads only for the commands that code or read a stream
+    from discover.discover_codec.model import load_model_dir
 
     container = _read_container(args.input)
     model = load_model_dir(
@@ -186,7 +187,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from discover.io import write_bytes_atomic
 
     c = _read_container(args.input)
     write_bytes_atomic(args.output, c.for_consumer(args.consumer).to_bytes())

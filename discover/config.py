@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from discover.codecs import registry
+from discover.datasets.base import PROTOCOLS
 from discover.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -106,7 +108,6 @@ def _check_references(config: Mapping) -> None:
             f"config key ablation.base: {base!r} is not a configured codec "
             f"(codecs: {', '.join(config['codecs'])})"
         )
-    from discover.datasets.base import PROTOCOLS
 
     known = set(PROTOCOLS) | set(config.get("protocols", {}))
     for name, entry in config["datasets"].items():
@@ -116,7 +117,6 @@ def _check_references(config: Mapping) -> None:
                 f"config key datasets.{name}.protocol: unknown protocol {proto!r} "
                 f"(known: {', '.join(sorted(known))})"
             )
-    from discover.codecs import registry
 
     for name, entry in config["codecs"].items():
         if entry["type"] not in registry.available() and ":" not in entry["type"]:
@@ -140,3 +140,16 @@ def load_config(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must contain a mapping at the top level")
     return validate_config(raw)
+
+
+# -- readers of config sections (defaults the schema cannot express) ------------------------
+def grounding_config(config: Mapping[str, Any]) -> dict:
+    """``semantics.grounding`` with its backend and latent stride filled in."""
+    cfg = {"backend": "grounding-dino", "stride": 16}
+    cfg.update((config.get("semantics") or {}).get("grounding") or {})
+    return cfg
+
+
+def needs_annotations(config: Mapping[str, Any]) -> bool:
+    """The oracle backend reads the dataset's annotations (datasets without them get none)."""
+    return grounding_config(config)["backend"] == "gt"

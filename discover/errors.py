@@ -23,3 +23,23 @@ class MetricInputError(DiscoverError):
 
 class BitstreamError(CodecError):
     """A DISCOVER ``.dsc`` stream is truncated, corrupt, of another version or another model."""
+
+
+class CheckpointMismatchError(DiscoverError):
+    """A checkpoint was written by a run with other settings; resuming it would mix runs."""
+
+
+class TaskError(DiscoverError):
+    """A task failed: unreadable checkpoint, annotations that do not fit, bad predictions."""
+
+
+class GroundingError(DiscoverError):
+    """Grounding failed: unreadable image or checkpoint, missing annotations, bad model output."""
+
+
+class LabelGenerationError(DiscoverError):
+    """A backend could not produce enough labels (or any answer at all) for a task."""
+
+
+class WeightsMissingError(DiscoverError):
+    """A weight file is not in the cache (and compute nodes must not download)."""

@@ -14,15 +14,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from discover.errors import DiscoverError
+from discover.errors import DiscoverError, WeightsMissingError
 from discover.io import atomic_path, write_text_atomic
 
 DEFAULT_CACHE = "weights-cache"
 _HASH_RE = re.compile(r"-([0-9a-f]{8,})\.")
-
-
-class WeightsMissingError(DiscoverError):
-    """A weight file is not in the cache (and compute nodes must not download)."""
 
 
 @dataclass(frozen=True)

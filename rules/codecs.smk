@@ -27,6 +27,7 @@ rule codec_shard:
         gpu=lambda wc: PLAN.codec_gpus(wc.codec),
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+        metric_status=PLAN.metric_status_of(("fidelity", "perceptual")),
     message:
         "{wildcards.codec} @ {wildcards.rate} on {wildcards.dataset}/{wildcards.shard}"
     script:

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from discover.config import validate_config
 from discover.errors import DiscoverError
-from discover.workflow import Plan
+from discover.plan import Plan
 
 try:
     _validated = validate_config(config)
@@ -59,11 +59,8 @@ def reference_shards(wildcards):
 
 
 def codec_metric_csvs(wildcards):
-    return [
-        f"{OUT}/metrics/{wildcards.dataset}/{wildcards.codec}/{rate}/{shard}.csv"
-        for rate in PLAN.rates(wildcards.codec)
-        for shard in PLAN.shards(wildcards.dataset)
-    ]
+    by_rate = PLAN.row_metric_csvs(wildcards.dataset, wildcards.codec)
+    return [csv for csvs in by_rate.values() for csv in csvs]
 
 
 def aggregate_inputs(wildcards):

@@ -28,6 +28,7 @@ rule discover_encode:
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
         consumers=lambda wc: PLAN.consumers(wc.codec, wc.dataset),
+        grounding=lambda wc: PLAN.grounding_by_task(wc.codec, wc.dataset, wc.shard),
     message:
         "DISCOVER {wildcards.codec} @ λ_R={wildcards.rate}: encoding {wildcards.dataset}/{wildcards.shard}"
     script:
@@ -66,6 +67,7 @@ rule discover_decode:
         gpu=lambda wc: PLAN.codec_gpus(wc.codec),
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
+        metric_status=PLAN.metric_status_of(("fidelity", "perceptual")),
         reuse=lambda wc: PLAN.decode_reuse(wc.codec, wc.dataset, wc.consumer),
     message:
         "DISCOVER {wildcards.codec} @ λ_R={wildcards.rate}: decoding for {wildcards.consumer} on {wildcards.dataset}/{wildcards.shard}"

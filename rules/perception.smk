@@ -85,6 +85,7 @@ rule perception_table:
         runtime=res("runtime"),
     params:
         config=PLAN.metric_job_config(),
+        metric_status=PLAN.metric_status_of(),
     message:
         "Human-perception table of {wildcards.dataset}"
     script:

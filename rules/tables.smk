@@ -21,7 +21,9 @@ rule aggregate_rd:
         runtime=res("runtime"),
     params:
         codec=lambda wc: PLAN.row_entry(wc.codec),
+        shards_by_rate=lambda wc: PLAN.row_metric_csvs(wc.dataset, wc.codec),
         config=PLAN.metric_job_config(),
+        metric_status=PLAN.metric_status_of(),
     message:
         "RD points of {wildcards.codec} on {wildcards.dataset}"
     script:

@@ -95,13 +95,8 @@ rule task_table:
                 t: PLAN.task_job_config(t)["tasks"][t]
                 for t in PLAN.dataset_tasks(wc.dataset)
             },
-            "ablation_roles": {
-                row: role
-                for t in PLAN.dataset_tasks(wc.dataset)
-                for row in PLAN.task_rows(wc.dataset, t)
-                if (role := PLAN.ablation_role(row, t))
-            },
         },
+        ablation_roles=lambda wc: PLAN.ablation_roles(wc.dataset),
         tasks=lambda wc: PLAN.dataset_tasks(wc.dataset),
     message:
         "Machine-task table of {wildcards.dataset}"

@@ -2,6 +2,11 @@
 # weights/ (with a JSON sidecar: spec, command, sha256), so a demo needs no training;
 # `snakemake --forcerun train_zoo_model` reproduces them.
 #
+# Each run: block hands discover.stages.training.run_trainer its trainer, as a function of the
+# sidecar's `command`; run_trainer sets up logging and threads and builds that command, one form
+# for all: `snakemake --cores <threads> --forcerun <rule> -- <target>` (it also reruns the jobs
+# of the same rule the target depends on: the segmenter's command retrains its detector).
+#
 # `run:` rather than `script:` on purpose: Snakemake reruns a script rule whose outputs are older
 # than its script file, and a fresh git clone gives committed weights and scripts arbitrary
 # relative mtimes, which would retrain on every clone.
@@ -30,22 +35,25 @@ rule train_zoo_model:
     message:
         "Training {wildcards.model} at rate {wildcards.rate}"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.zoo import train_zoo_model
 
-        target = os.path.relpath(output.model, workflow.basedir)
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_zoo_model(
+        run_trainer(
+            lambda command: train_zoo_model(
                 output.model,
                 output.meta,
                 params.spec,
                 params.lmbda,
                 seed=params.seed,
                 log_csv=output.losses,
-                command=f"snakemake --cores 1 --forcerun train_zoo_model -- {target}",
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.model,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 rule train_discover_vae:
@@ -70,21 +78,24 @@ rule train_discover_vae:
     message:
         "Training the tiny diffusion VAE of {wildcards.model}"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.discover import train_vae
 
-        target = os.path.relpath(output.meta, workflow.basedir)
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_vae(
+        run_trainer(
+            lambda command: train_vae(
                 output.vae,
                 output.meta,
                 params.spec,
                 seed=params.seed,
                 log_csv=output.losses,
-                command=f"snakemake --cores 2 --forcerun train_discover_vae -- {target}",
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.meta,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 rule train_discover:
@@ -115,14 +126,11 @@ rule train_discover:
     message:
         "Training {wildcards.model} at λ_R={wildcards.rate}"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.discover import train_codec
 
-        target = os.path.relpath(output.model, workflow.basedir)
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_codec(
+        run_trainer(
+            lambda command: train_codec(
                 output.model,
                 output.meta,
                 params.spec,
@@ -131,8 +139,14 @@ rule train_discover:
                 model_id=wildcards.model,
                 seed=params.seed,
                 log_csv=output.losses,
-                command=f"snakemake --cores 1 --forcerun train_discover -- {target}",
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.model,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 rule train_classifier:
@@ -159,21 +173,24 @@ rule train_classifier:
     message:
         "Training the classifier {wildcards.model} (demo FID features)"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.classifier import train_classifier
 
-        target = os.path.relpath(output.model, workflow.basedir)
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_classifier(
+        run_trainer(
+            lambda command: train_classifier(
                 output.model,
                 output.meta,
                 params.spec,
                 seed=params.seed,
                 log_csv=output.losses,
-                command=f"snakemake --cores 2 --forcerun train_classifier -- {target}",
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.model,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 rule train_task_model:
@@ -202,25 +219,26 @@ rule train_task_model:
     message:
         "Training the task model {wildcards.model}"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.task_models import train_task_model
 
-        target = os.path.relpath(output.model, workflow.basedir)
-        spec = dict(params.spec)
-        kind = spec.pop("kind")
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_task_model(
-                kind,
+        run_trainer(
+            lambda command: train_task_model(
+                params.spec["kind"],
                 output.model,
                 output.meta,
-                spec,
+                {k: v for k, v in params.spec.items() if k != "kind"},
                 seed=params.seed,
                 log_csv=output.losses,
-                command=f"snakemake --cores 2 --force -- {target}",
                 init_path=input.init[0] if input.init else None,
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.model,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 rule train_prior:
@@ -252,22 +270,25 @@ rule train_prior:
     message:
         "Training the mini diffusion prior of {wildcards.model}"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.composition import train_prior
 
-        target = os.path.relpath(output.meta, workflow.basedir)
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_prior(
+        run_trainer(
+            lambda command: train_prior(
                 output.prior,
                 params.spec,
                 vae_dir=params.vae,
                 seed=params.seed,
                 meta_path=output.meta,
                 log_csv=output.losses,
-                command=f"snakemake --cores 2 --forcerun train_prior -- {target}",
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.meta,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 # Eq. 4, stages I and II, one rate point: the codec (from the base model's at the same λ_R,
@@ -307,14 +328,11 @@ rule train_composition:
     message:
         "Training {wildcards.model} with composition at λ_R={wildcards.rate}"
     run:
-        import os
-        from types import SimpleNamespace
-        from discover.rule_context import rule_context
+        from discover.stages.training import run_trainer
         from discover.training.composition import train_composition
 
-        target = os.path.relpath(output.model, workflow.basedir)
-        with rule_context(SimpleNamespace(threads=threads, log=log)):
-            train_composition(
+        run_trainer(
+            lambda command: train_composition(
                 output.model,
                 output.control,
                 output.meta,
@@ -327,8 +345,14 @@ rule train_composition:
                 seed=params.seed,
                 checkpoint_dir=params.checkpoints,
                 log_csv=output.losses,
-                command=f"snakemake --cores 2 --forcerun train_composition -- {target}",
-            )
+                command=command,
+            ),
+            rule=rule,
+            target=output.model,
+            threads=threads,
+            log=log,
+            basedir=workflow.basedir,
+        )
 
 
 # The loss log of a composition model the codecs use, as a figure of the report.

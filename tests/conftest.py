@@ -16,7 +16,7 @@ import torch
 import torchvision
 import yaml
 
-from discover.workflow import snakemake_command
+from discover.plan import snakemake_command
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from discover.codecs.yuv import from_planes, to_planes
 from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.errors import CodecError
 from discover.metrics import psnr
-from discover.stages import run_codec_shard
+from discover.stages.codecs import run_codec_shard
 
 CODECS = {
     "jpeg": {"type": "jpeg", "rates": [10, 50, 90]},

@@ -11,24 +11,28 @@ import numpy as np
 import pytest
 import torch
 
-from discover.codecs.compressai_models import tensor_to_image
 from discover.composition.control import (
     LatentControlNetModel,
     control_from_unet,
     load_control,
     parameter_count,
 )
-from discover.composition.pipeline import CompositionPipeline, CompositionSettings, load_prior
+from discover.composition.pipeline import (
+    CompositionPipeline,
+    CompositionSettings,
+    decode_composed,
+    load_prior,
+)
 from discover.composition.prior import (
     SD21_BASE_TEXT_CONFIG,
     SD21_BASE_UNET_CONFIG,
     SD21_BASE_VAE_CONFIG,
     build_prior,
 )
-from discover.errors import DiscoverError
+from discover.errors import CheckpointMismatchError, DiscoverError
+from discover.images import tensor_to_image
 from discover.training.common import cast_state
 from discover.training.composition import (
-    CheckpointMismatchError,
     CompositionTrainer,
     checkpoints,
     diffusion_target,
@@ -237,15 +241,15 @@ def test_steps_come_from_the_config():
 
 
 def test_codec_decodes_with_composition(pipe):
-    from discover.codec.api import load_model_dir
     from discover.datasets.synthetic_scenes import SceneGenerator
+    from discover.discover_codec.model import load_model_dir
 
     # The committed mini codec targets the VAE the test prior was built with.
     model = load_model_dir("discover-mini", "1")
     image = np.ascontiguousarray(SceneGenerator(0, "val", 64, 64, 1, 2).render(0)[0][:60, :64])
     container = model.encode(image, {})
     settings = CompositionSettings(prior="unused", steps={"machine": 2, "human": 3}, seed=5)
-    out = model.decode_composed(container, "human", pipe, settings)
+    out = decode_composed(model, container, "human", pipe, settings)
     assert out.shape == (60, 64, 3) and out.dtype == np.uint8
     z_c_hat = model.decode_latent(container, "human").clone()
     expected = pipe.decode(pipe.compose(z_c_hat, 3, seed=5))
@@ -352,7 +356,7 @@ def test_resume_after_kill_gives_the_same_weights(prior_dir, tmp_path):
     assert losses(tmp_path / "whole") == losses(killed)
     assert not (killed / "control" / ".r1.checkpoints").exists()  # removed once finished
     # The codec loads like any trained rate point.
-    from discover.codec.api import load_codec_net
+    from discover.discover_codec.model import load_codec_net
 
     load_codec_net(killed / "r1.pth.tar")
 
@@ -379,7 +383,7 @@ def test_float16_storage_is_the_float32_result_cast(prior_dir, tmp_path):
     run(tmp_path / "f16", save_dtype="float16")
     full = torch.load(tmp_path / "f32" / "r1.pth.tar", weights_only=True)
     half = torch.load(tmp_path / "f16" / "r1.pth.tar", weights_only=True)
-    from discover.codec.api import load_codec_net
+    from discover.discover_codec.model import load_codec_net
     from discover.training.common import parameter_names
 
     net = load_codec_net(tmp_path / "f16" / "r1.pth.tar")
@@ -459,8 +463,8 @@ def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tm
     import yaml
     from PIL import Image
 
-    from discover.codec.api import load_model_dir
-    from discover.codec.bitstream import Container
+    from discover.discover_codec.bitstream import Container
+    from discover.discover_codec.model import load_model_dir
 
     from .conftest import ROOT, snakemake, tiny_config, write_config
 
@@ -493,8 +497,8 @@ def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tm
     for consumer in ("human", "detection"):
         (png,) = sorted((out / f"discover-gen@{consumer}/1/s0000").glob("*.png"))[:1]
         stream = Container.from_bytes((png.with_suffix(".dsc")).read_bytes())
-        expected = model.decode_composed(
-            stream, consumer, pipe, CompositionSettings.from_dict(settings)
+        expected = decode_composed(
+            model, stream, consumer, pipe, CompositionSettings.from_dict(settings)
         )
         assert np.array_equal(np.asarray(Image.open(png)), expected)
 
@@ -573,7 +577,7 @@ def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
     import yaml
 
     from discover.config import validate_config
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     from .conftest import ROOT, snakemake, tiny_config, write_config
 
@@ -613,7 +617,7 @@ def test_composition_false_decodes_a_composition_trained_codec_with_the_vae(tmp_
     import yaml
 
     from discover.config import validate_config
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     from .conftest import ROOT, tiny_config
 

@@ -23,9 +23,9 @@ from compressai.models import (
 from discover.codecs import get_codec
 from discover.codecs.compressai_models import official_weight, pack, unpack
 from discover.datasets.synthetic_scenes import SceneGenerator
-from discover.errors import CodecError, DiscoverError
+from discover.errors import CodecError, DiscoverError, WeightsMissingError
 from discover.training.zoo import train_zoo_model
-from discover.weights import WeightsMissingError, WeightSpec, fetch, sha256
+from discover.weights import WeightSpec, fetch, sha256
 
 from .conftest import ROOT
 
@@ -260,7 +260,7 @@ def test_zoo_architectures_round_trip(architecture, build, image, tmp_path):
 
 def test_learned_codec_on_gpu_requests_a_gpu_on_the_cluster(weights):
     from discover.config import validate_config
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     base = {
         "type": "compressai",

@@ -9,7 +9,7 @@ import yaml
 
 from discover.config import load_config, validate_config
 from discover.errors import ConfigError
-from discover.workflow import Plan
+from discover.plan import Plan
 
 from .conftest import ROOT, tiny_config
 
@@ -109,3 +109,33 @@ def test_references_to_trained_task_models_name_the_key():
             else:
                 plan.grounding_weight_files()
         assert needle in str(err.value)
+
+
+def test_every_job_config_carries_only_keys_the_schema_knows():
+    """The plan narrows the config for each job; what it hands a job must still be config (the
+    schema checks it, ``required`` aside: a job gets only its part), with no key of its own."""
+    import jsonschema
+
+    from discover.config import load_schema
+
+    schema = load_schema()
+    schema.pop("required")
+    validator = jsonschema.Draft202012Validator(schema)
+    plan = Plan(load_config(ROOT / "config.yaml"), basedir=ROOT)
+    jobs = {f"dataset_job_config({d})": plan.dataset_job_config(d) for d in plan.datasets}
+    for codec in plan.measured_codecs:
+        for rate in plan.rates(codec):
+            jobs[f"codec_job_config({codec}, {rate})"] = plan.codec_job_config(codec, rate)
+    for task in plan.evaluated_tasks:
+        jobs[f"task_job_config({task})"] = plan.task_job_config(task)
+    if plan.semantic_tasks:
+        jobs["grounding_job_config()"] = plan.grounding_job_config()
+    jobs["metric_job_config()"] = plan.metric_job_config()
+    jobs["fid_job_config()"] = plan.fid_job_config()
+    assert any("discover" in name for name in jobs)  # the DISCOVER entries are among them
+    errors = {
+        name: [e.message for e in validator.iter_errors(job)]
+        for name, job in jobs.items()
+        if not validator.is_valid(job)
+    }
+    assert errors == {}

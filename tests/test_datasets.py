@@ -14,7 +14,7 @@ from discover.datasets import get_dataset, shard_ids, shard_items
 from discover.datasets.base import apply_protocol
 from discover.datasets.synthetic_scenes import CATEGORIES
 from discover.errors import DatasetError
-from discover.stages import merge_annotations, prepare_shard
+from discover.stages.datasets import merge_annotations, prepare_shard
 
 
 def _cfg(**datasets):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from discover.codec.api import DiscoverModel, masks_from_boxes, portable_state
-from discover.codec.bitstream import HUMAN, VERSION, Container, TaskPart
-from discover.codec.fuzz import fuzz
-from discover.codec.masks import boxes_to_mask, decode_mask, encode_mask, rectangles
-from discover.codec.model import FULL, MINI, DiscoverCodecNet, latent_grid, pad_image
-from discover.codec.vae import TINY_VAE_CONFIG
+from discover.discover_codec.bitstream import HUMAN, VERSION, Container, TaskPart
+from discover.discover_codec.fuzz import fuzz
+from discover.discover_codec.masks import boxes_to_mask, decode_mask, encode_mask, rectangles
+from discover.discover_codec.model import DiscoverModel, masks_from_boxes, portable_state
+from discover.discover_codec.net import FULL, MINI, DiscoverCodecNet, latent_grid, pad_image
+from discover.discover_codec.vae import TINY_VAE_CONFIG
 from discover.errors import BitstreamError
 
 
@@ -152,9 +152,9 @@ def test_same_input_gives_identical_bytes_and_a_fresh_process_decodes_bit_exactl
     script = f"""
 import numpy as np, torch
 torch.set_num_threads(1)
-from discover.codec.api import DiscoverModel, masks_from_boxes
-from discover.codec.fuzz import fuzz
-from discover.codec.bitstream import Container
+from discover.discover_codec.model import DiscoverModel, masks_from_boxes
+from discover.discover_codec.fuzz import fuzz
+from discover.discover_codec.bitstream import Container
 m = DiscoverModel.load({str(weights)!r}, {str(vae)!r}, "discover-test", "1")
 image = np.load({str(tmp_path / "image.npy")!r})
 masks = masks_from_boxes({{"detection": [[0, 30, 70, 60]]}}, *image.shape[:2])

@@ -14,10 +14,10 @@ import yaml
 from PIL import Image
 
 from discover.cli import main as cli
-from discover.codec.bitstream import Container
+from discover.discover_codec.bitstream import Container
 from discover.weights import sha256
 
-from .conftest import check_recorded_digest, ROOT, snakemake, tiny_config, write_config
+from .conftest import ROOT, check_recorded_digest, snakemake, tiny_config, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -118,7 +118,7 @@ def test_a_task_receiving_the_same_bits_takes_the_first_tasks_decode(discover_ru
     # the plan names the first task for every later task decoded with the same settings; the
     # decode job compares the bits per image
     from discover.config import validate_config
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     cfg = discover_config(tasks={"detection": {"mask": "gt"}, "classification": {"mask": "none"}})
     plan = Plan(validate_config(cfg), basedir=ROOT)
@@ -134,7 +134,7 @@ def test_a_task_receiving_the_same_bits_takes_the_first_tasks_decode(discover_ru
 
 def test_datasets_without_annotations_get_the_human_row_only():
     from discover.config import validate_config
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     cfg = discover_config()
     cfg["datasets"]["photos"] = {"type": "photos", "max_images": 2}
@@ -187,7 +187,7 @@ def test_cli_encode_inspect_extract_decode(tmp_path, capsys):
 
 
 def test_train_rules_run_a_few_steps(tmp_path):
-    from discover.codec.api import load_model_dir
+    from discover.discover_codec.model import load_model_dir
 
     cfg = discover_config(rates=[1, 8])
     cfg["trained_weights_dir"] = str(tmp_path / "w")
@@ -237,8 +237,9 @@ def test_full_config_reads_sd_vae_through_the_weights_cache(tmp_path):
 def test_vae_loads_from_a_local_dir_or_a_cached_hub_snapshot(tmp_path):
     from diffusers import AutoencoderKL
 
-    from discover.codec.vae import TINY_VAE_CONFIG, load_vae
-    from discover.weights import WeightsMissingError, hub_spec
+    from discover.discover_codec.vae import TINY_VAE_CONFIG, load_vae
+    from discover.errors import WeightsMissingError
+    from discover.weights import hub_spec
 
     with pytest.raises(WeightsMissingError, match="snakemake fetch_weights"):
         load_vae("stabilityai/stable-diffusion-2-1-base/vae", tmp_path / "cache")

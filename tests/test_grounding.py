@@ -13,11 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from discover.codec.masks import boxes_to_mask
-from discover.errors import ConfigError, DiscoverError
+from discover.discover_codec.masks import boxes_to_mask
+from discover.errors import ConfigError, DiscoverError, GroundingError
 from discover.grounding import (
     Detections,
-    GroundingError,
     TorchvisionDetector,
     boxes_to_latent_mask,
     build_detector,
@@ -38,7 +37,7 @@ from discover.grounding.grounding_dino import (
     phrase_pieces,
     save_tiny_model,
 )
-from discover.grounding.masks import mask_to_runs, runs_to_mask
+from discover.latent_masks import mask_to_runs, runs_to_mask
 
 WORDS = ["cat", "dog", "person", "car", "traffic", "light", "bicycle", "thing"]
 # 120 labels (the paper's lists hold 100+), one with capitals to check the original spelling

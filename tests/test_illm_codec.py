@@ -9,8 +9,7 @@ import torch
 
 from discover.codecs import get_codec
 from discover.datasets.synthetic_scenes import SceneGenerator
-from discover.errors import CodecError
-from discover.weights import WeightsMissingError
+from discover.errors import CodecError, WeightsMissingError
 
 models = pytest.importorskip(
     "neuralcompression.models",

@@ -14,15 +14,14 @@ from pathlib import Path
 import pytest
 
 from discover.datasets.synthetic_scenes import CATEGORIES
-from discover.errors import DiscoverError
+from discover.errors import DiscoverError, LabelGenerationError
 from discover.labels import (
-    LabelGenerationError,
     cache_key,
+    clean_label,
     dedupe,
     generate_labels,
     label_backend_config,
     load_label_file,
-    normalise_label,
     parse_label_list,
     read_labels,
     task_cache_key,
@@ -370,11 +369,11 @@ def test_user_lists_load_txt_json_and_previous_output(tmp_path, monkeypatch):
 
 
 def test_normalisation_and_dedup():
-    assert normalise_label('  1.  "Traffic   Light" ') == "traffic light"
-    assert normalise_label("- **Fire Hydrant**,") == "fire hydrant"
-    assert normalise_label("(12) \u2018Stop sign\u2019") == "stop sign"
-    assert normalise_label("3.5 inch floppy") == "3.5 inch floppy"
-    assert normalise_label("\u2022 ") == ""
+    assert clean_label('  1.  "Traffic   Light" ') == "traffic light"
+    assert clean_label("- **Fire Hydrant**,") == "fire hydrant"
+    assert clean_label("(12) \u2018Stop sign\u2019") == "stop sign"
+    assert clean_label("3.5 inch floppy") == "3.5 inch floppy"
+    assert clean_label("\u2022 ") == ""
     assert dedupe(["Cat", "dog", " cat ", "", "DOG", "bird"]) == ["cat", "dog", "bird"]
     assert parse_label_list("Labels:\n1. car - a vehicle\n2. bus\n3. car") == ["car", "bus"]
 

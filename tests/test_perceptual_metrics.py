@@ -18,6 +18,7 @@ import torch
 from cleanfid import fid
 from PIL import Image
 
+from discover.errors import WeightsMissingError
 from discover.metrics.fid import compute_fid_kid, inception_weight, write_fid_patches
 from discover.metrics.patches import fid_patches
 from discover.metrics.perceptual import (
@@ -27,7 +28,6 @@ from discover.metrics.perceptual import (
     piq_dists_weight,
     torchvision_weight,
 )
-from discover.weights import WeightsMissingError
 
 from .conftest import save_random_backbone
 

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from discover.codec.bitstream import Container
-from discover.codec.masks import boxes_to_mask
+from discover.discover_codec.bitstream import Container
+from discover.discover_codec.masks import boxes_to_mask
 from discover.grounding import TorchvisionDetector, build_detector, read_grounding
-from discover.semantics import run_grounding
+from discover.stages.semantics import run_grounding
 
-from .conftest import check_recorded_digest, ROOT, ChatServer, snakemake, tiny_config, write_config
+from .conftest import ROOT, ChatServer, check_recorded_digest, snakemake, tiny_config, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 KEY = "sk-test-0123456789-never-in-files"
@@ -145,7 +145,7 @@ def test_task_masks_are_the_grounded_boxes_on_the_latent_grid(semantics_run):
 def test_detector_grounding_keeps_only_the_labelled_categories(tmp_path):
     # A detector (untrained, small) saved with its sidecar and loaded through the config, over a
     # reference shard; its boxes are kept only where the category is one of the task's labels.
-    from discover.stages import prepare_shard
+    from discover.stages.datasets import prepare_shard
 
     cfg = tiny_config(shard_size=2)
     prepare_shard(cfg, "scenes", "s0000", tmp_path / "ref")

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from discover.workflow import snakemake_command
+from discover.plan import snakemake_command
 
 from .conftest import ROOT, tiny_config, tree_digest, write_config
 

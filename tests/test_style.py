@@ -1,9 +1,11 @@
-"""House style: ruff for Python, snakefmt for the workflow files."""
+"""House style: ruff for Python, snakefmt and ``snakemake --lint`` for the workflow files."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,29 +13,32 @@ from .conftest import ROOT
 
 
 def _tool(name: str) -> str:
-    exe = shutil.which(name, path=str(ROOT / ".venv" / "bin")) or shutil.which(name)
+    """The console script installed next to this interpreter (the test extra), else on PATH."""
+    exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if exe is None:
         pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
     return exe
 
 
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
 def test_ruff_clean():
-    proc = subprocess.run(
-        [_tool("ruff"), "check", "discover", "tests", "workflow_scripts", "benchmarks"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    proc = _run(_tool("ruff"), "check", "discover", "tests", "workflow_scripts", "benchmarks")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_snakefmt_clean():
-    proc = subprocess.run(
-        [_tool("snakefmt"), "--check", "Snakefile", "rules"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    proc = _run(_tool("snakefmt"), "--check", "Snakefile", "rules")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# The embedded default (config.yaml via the Snakefile) and the same file given explicitly,
+# which replaces the embedded one instead of merging into it. --lint exits 1 on any finding.
+@pytest.mark.parametrize("args", [(), ("--configfile", "config.yaml")], ids=["embedded", "given"])
+def test_snakemake_lint_clean(args):
+    proc = _run(sys.executable, "-m", "snakemake", "--lint", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

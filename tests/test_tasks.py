@@ -13,10 +13,9 @@ import pytest
 import torch
 
 from discover.datasets.synthetic_scenes import CATEGORIES
-from discover.errors import ConfigError
+from discover.errors import ConfigError, TaskError, WeightsMissingError
 from discover.tasks import (
     InputProtocol,
-    TaskError,
     build_task_model,
     category_ids,
     classification_accuracy,
@@ -29,7 +28,7 @@ from discover.tasks import (
 from discover.tasks.instance_segmentation import masks_to_original
 from discover.tasks.models import architecture_of, torchvision_weights
 from discover.training.task_models import train_task_model, val_split
-from discover.weights import WeightsMissingError, sha256
+from discover.weights import sha256
 
 TINY_SCENES = {"min_size": 96, "max_size": 136, "min_objects": 1, "max_objects": 3}
 DETECTOR_OPTIONS = {"min_size": 96, "max_size": 144, "box_score_thresh": 0.0, "width": 8}

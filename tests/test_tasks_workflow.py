@@ -18,7 +18,7 @@ from pycocotools.cocoeval import COCOeval
 
 from discover.grounding import read_grounding
 
-from .conftest import check_recorded_digest, ROOT, snakemake, tiny_config, write_config
+from .conftest import ROOT, check_recorded_digest, snakemake, tiny_config, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -141,7 +141,7 @@ def test_ablation_plot_and_column_name_the_paper_variants(tasks_run, tmp_path):
     """Fig. 8: one plot per (dataset, task) DISCOVER decodes; its rows are DISCOVER's task
     stream ("w/o composition": no prior here) and its full stream ("w/o disentanglement")."""
     from discover.errors import DiscoverError
-    from discover.stages import ablation_plot
+    from discover.stages.tasks import ablation_plot
 
     res = tasks_run / "results"
     for ds, task in (("scenes", "detection"), ("objects", "classification")):
@@ -177,7 +177,7 @@ def test_ablation_plot_and_column_name_the_paper_variants(tasks_run, tmp_path):
 def test_ablation_roles_with_and_without_composition():
     from discover.config import validate_config
     from discover.errors import ConfigError
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     cfg = copy.deepcopy(DEFAULT)
     cfg["codecs"]["discover-gen"] = {

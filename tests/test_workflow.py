@@ -17,9 +17,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from discover.workflow import snakemake_command
+from discover.plan import snakemake_command
 
-from .conftest import check_recorded_digest, ROOT, snakemake, tiny_config, tree_digest, write_config
+from .conftest import ROOT, check_recorded_digest, snakemake, tiny_config, tree_digest, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -195,8 +195,8 @@ def test_configfile_replaces_the_embedded_default(tmp_path):
 def test_visual_grid_picks_each_codec_at_the_rate_closest_to_the_target(finished_run, tmp_path):
     from discover.config import load_config
     from discover.errors import DiscoverError
-    from discover.stages import run_visual_grid
-    from discover.workflow import Plan
+    from discover.plan import Plan
+    from discover.stages.tables import run_visual_grid
 
     res = finished_run / "results"
     with contextlib.chdir(finished_run):
@@ -244,7 +244,7 @@ def test_a_codec_runs_on_its_datasets_and_job_counts_match_the_dry_run(tmp_path)
 
     from discover.config import validate_config
     from discover.errors import ConfigError
-    from discover.workflow import Plan
+    from discover.plan import Plan
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["codecs"]["discover-mini"]["datasets"] = ["objects"]
@@ -277,7 +277,9 @@ def test_light_rule_jobs_do_not_import_pytorch():
     """Tables, plots and aggregation start in a fraction of a second: importing the stages, the
     plots or the plan must not pull in PyTorch (the codec registry loads its modules on use)."""
     code = (
-        "import sys; import discover.stages, discover.plots, discover.workflow; "
+        "import sys; import discover.plots, discover.plan; "
+        "import discover.stages.datasets, discover.stages.perception, discover.stages.tables; "
+        "import discover.stages.tasks, discover.stages.training; "
         "print(sorted(m for m in ('torch', 'compressai', 'diffusers') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -1,9 +1,9 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.tasks import ablation_plot
 
 smk = snakemake
 with rule_context(smk):
-    stages.ablation_plot(
+    ablation_plot(
         smk.wildcards.dataset,
         smk.wildcards.task,
         smk.params.task,

@@ -1,13 +1,14 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.tables import bd_table
 
 smk = snakemake
 with rule_context(smk):
-    config = {
-        "anchor": smk.params.anchor,
-        "bd": smk.params.bd,
-        "metrics": smk.params.metrics,
-        "metric_status": smk.params.metric_status,
-        "codecs": {smk.params.anchor: {}},
-    }
-    stages.bd_table(config, smk.wildcards.dataset, smk.input[0], smk.output[0])
+    bd_table(
+        smk.input[0],
+        smk.output[0],
+        dataset=smk.wildcards.dataset,
+        anchor=smk.params.anchor,
+        metrics=smk.params.metrics,
+        bd_settings=smk.params.bd,
+        metric_status=smk.params.metric_status,
+    )

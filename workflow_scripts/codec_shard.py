@@ -1,9 +1,9 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.codecs import run_codec_shard
 
 smk = snakemake
 with rule_context(smk):
-    stages.run_codec_shard(
+    run_codec_shard(
         smk.params.config,
         smk.wildcards.codec,
         smk.wildcards.rate,
@@ -11,4 +11,5 @@ with rule_context(smk):
         smk.output.streams,
         smk.output.metrics,
         threads=smk.threads,
+        metric_status=smk.params.metric_status,
     )

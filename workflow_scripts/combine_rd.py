@@ -1,6 +1,6 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.tables import combine_rd
 
 smk = snakemake
 with rule_context(smk):
-    stages.combine_rd(list(smk.input), smk.output[0])
+    combine_rd(list(smk.input), smk.output[0])

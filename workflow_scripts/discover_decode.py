@@ -1,9 +1,9 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.discover import run_discover_decode
 
 smk = snakemake
 with rule_context(smk):
-    stages.run_discover_decode(
+    run_discover_decode(
         smk.params.config,
         smk.wildcards.codec,
         smk.wildcards.rate,
@@ -13,5 +13,6 @@ with rule_context(smk):
         smk.output.decoded,
         smk.output.metrics,
         threads=smk.threads,
+        metric_status=smk.params.metric_status,
         reuse=(smk.params.reuse, smk.input.reuse[0]) if smk.params.reuse else None,
     )

@@ -1,5 +1,5 @@
 from discover.rule_context import rule_context
-from discover.semantics import run_grounding
+from discover.stages.semantics import run_grounding
 
 smk = snakemake
 with rule_context(smk):

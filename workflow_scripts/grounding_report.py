@@ -1,5 +1,5 @@
 from discover.rule_context import rule_context
-from discover.semantics import grounding_report
+from discover.stages.semantics import grounding_report
 
 smk = snakemake
 with rule_context(smk):

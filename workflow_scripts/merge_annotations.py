@@ -1,6 +1,6 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.datasets import merge_annotations
 
 smk = snakemake
 with rule_context(smk):
-    stages.merge_annotations(list(smk.input), smk.output[0])
+    merge_annotations(list(smk.input), smk.output[0])

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.tasks import run_task_eval
 
 smk = snakemake
 with rule_context(smk):
@@ -10,7 +10,7 @@ with rule_context(smk):
         str(rate): [str(Path(d) / f"{rate}.json") for d in smk.input.predictions]
         for rate in smk.params.rates
     }
-    stages.run_task_eval(
+    run_task_eval(
         smk.params.config,
         smk.wildcards.task,
         list(smk.input.reference),

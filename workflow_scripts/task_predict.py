@@ -1,9 +1,9 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.tasks import run_task_predict
 
 smk = snakemake
 with rule_context(smk):
-    stages.run_task_predict(
+    run_task_predict(
         smk.params.config,
         smk.wildcards.task,
         smk.input.reference,

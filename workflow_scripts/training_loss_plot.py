@@ -1,9 +1,9 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.training import training_loss_plot
 
 smk = snakemake
 with rule_context(smk):
-    stages.training_loss_plot(
+    training_loss_plot(
         smk.wildcards.model,
         smk.input.prior,
         dict(zip(smk.params.rates, smk.input.rates, strict=True)),

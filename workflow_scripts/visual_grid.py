@@ -1,9 +1,9 @@
-from discover import stages
 from discover.rule_context import rule_context
+from discover.stages.tables import run_visual_grid
 
 smk = snakemake
 with rule_context(smk):
-    stages.run_visual_grid(
+    run_visual_grid(
         smk.wildcards.dataset,
         smk.params.rows,
         smk.input.reference,

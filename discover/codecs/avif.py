@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from discover.codecs.base import Codec, read_rgb, write_png
+from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
+from discover.images import write_png
 
 
 @register_codec("avif")
@@ -52,4 +53,4 @@ class AvifCodec(Codec):
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / "out.png"
             self.run([self.binary("decoder"), "--jobs", "1", str(path), str(out)], "decode")
-            return read_rgb(out, self.name, shape)
+            return self.read_decoded(out, shape)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from discover.errors import CodecError
+from discover.images import read_rgb
 
 
 class Codec:
@@ -29,6 +29,9 @@ class Codec:
     gpus: int = 0
     #: Binaries this codec runs, as (config key, default, Debian package).
     binaries: Sequence[tuple[str, str, str]] = ()
+    #: The weights cache official weights are read from (the config's ``weights_cache``, set by
+    #: :func:`discover.codecs.get_codec`; None: the default cache).
+    weights_cache: str | None = None
 
     def __init__(self, name: str, cfg: Mapping[str, Any] | None = None, threads: int = 1):
         self.name = name
@@ -96,21 +99,8 @@ class Codec:
         reconstruction."""
         raise NotImplementedError
 
-
-def read_rgb(path: Path, codec: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Load a decoder's output image, checking it has the expected size."""
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except Exception as exc:
-        raise CodecError(f"codec {codec!r}: decoder output {path} is not an image: {exc}") from exc
-    if shape is not None and arr.shape[:2] != tuple(shape):
-        raise CodecError(
-            f"codec {codec!r}: decoded image {path} is {arr.shape[1]}x{arr.shape[0]}, "
-            f"expected {shape[1]}x{shape[0]}"
+    def read_decoded(self, path: Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """A decoder's output image, checked to be ``shape`` (H, W); CodecError naming it."""
+        return read_rgb(
+            path, shape, error=CodecError, context=f"codec {self.name!r}: decoder output: "
         )
-    return arr
-
-
-def write_png(image: np.ndarray, path: Path) -> None:
-    Image.fromarray(image).save(path, format="PNG", compress_level=1)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from discover.codecs.base import Codec, read_rgb, write_png
+from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
 from discover.errors import CodecError
+from discover.images import write_png
 
 
 @register_codec("command")
@@ -78,4 +79,4 @@ class CommandCodec(Codec):
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             out = Path(tmp) / "out.png"
             self._run_template("decode", path, out, rate)
-            return read_rgb(out, self.name, shape)
+            return self.read_decoded(out, shape)

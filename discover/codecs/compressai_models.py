@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
 from discover.errors import CodecError
+from discover.images import image_to_tensor, tensor_to_image
 from discover.io import write_bytes_atomic
 from discover.weights import WeightSpec, resolve
 
@@ -146,17 +147,6 @@ def unpack(data: bytes, source: str) -> tuple[int, int, Any, Any]:
     return height, width, _unflatten(skel, flat), header["shape"]
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], the input learned codecs take."""
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
-
-
-def tensor_to_image(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """(1, 3, H', W') in [0, 1] -> (height, width, 3) uint8, cropping any padding."""
-    x_hat = x_hat[0, :, :height, :width].clamp(0, 1).mul(255).round().byte()
-    return x_hat.permute(1, 2, 0).cpu().numpy()
-
-
 def read_stream(path: Path, shape: tuple[int, int]) -> tuple[Any, Any]:
     """Strings and latent shapes of a ``.cai`` file whose image must be ``shape`` (H, W)."""
     h, w, strings, latent_shape = unpack(path.read_bytes(), str(path))
@@ -191,7 +181,7 @@ class CompressAICodec(Codec):
                 )
             return resolve(weights[str(rate)], None)
         spec = official_weight(self.cfg["architecture"], self.cfg.get("metric", "mse"), rate)
-        return resolve(spec, self.cfg.get("weights_cache"))
+        return resolve(spec, self.weights_cache)
 
     def official_weight(self, rate) -> WeightSpec | None:
         if self.cfg.get("weights") or self.cfg.get("trained"):

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from discover.codecs.base import Codec
-from discover.codecs.compressai_models import image_to_tensor, pack, read_stream, tensor_to_image
+from discover.codecs.compressai_models import pack, read_stream
 from discover.codecs.registry import register_codec
 from discover.errors import CodecError
+from discover.images import image_to_tensor, tensor_to_image
 from discover.io import write_bytes_atomic
 from discover.weights import WeightSpec, resolve
 
@@ -60,7 +61,7 @@ class IllmCodec(Codec):
             if str(rate) not in weights:
                 raise CodecError(f"codec {self.name!r}: no weights for rate {rate}")
             return resolve(weights[str(rate)], None)
-        return resolve(official_weight(int(rate)), self.cfg.get("weights_cache"))
+        return resolve(official_weight(int(rate)), self.weights_cache)
 
     def model(self, rate) -> torch.nn.Module:
         key = str(rate)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from discover.codecs.base import Codec, read_rgb
+from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
 from discover.io import write_bytes_atomic
 
@@ -32,7 +32,7 @@ class JpegCodec(Codec):
         write_bytes_atomic(path, buf.getvalue())
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
-        return read_rgb(path, self.name, shape)
+        return self.read_decoded(path, shape)
 
 
 @register_codec("webp")
@@ -54,4 +54,4 @@ class WebpCodec(Codec):
         write_bytes_atomic(path, buf.getvalue())
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
-        return read_rgb(path, self.name, shape)
+        return self.read_decoded(path, shape)

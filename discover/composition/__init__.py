@@ -15,6 +15,7 @@ from discover.composition.control import (
 from discover.composition.pipeline import (
     CompositionPipeline,
     CompositionSettings,
+    decode_composed,
     load_prior,
     prompt_embedding,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LatentConditioningEmbedding",
     "LatentControlNetModel",
     "control_from_unet",
+    "decode_composed",
     "load_control",
     "load_prior",
     "prompt_embedding",

@@ -18,15 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
-from discover.codec.vae import decode_latent
+from discover.composition.control import control_from_unet, load_control
+from discover.discover_codec.bitstream import HUMAN, Container
+from discover.discover_codec.model import DiscoverModel
+from discover.discover_codec.vae import decode_latent
 from discover.errors import DiscoverError
+from discover.images import tensor_to_image
 from discover.weights import resolve_pretrained_dir
 
 #: The SD layout every prior directory has (Hub repos keep more, e.g. ``feature_extractor``).
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-HUMAN = "human"  # the consumer receiving all of ŷ (discover.codec.bitstream.HUMAN)
 #: Paper §4.1.1: 8 sampling steps for machine vision, 50 for human perception.
 DEFAULT_STEPS = {"machine": 8, HUMAN: 50}
 #: Where sampling starts: z_T ~ N(0, I) ("noise", the paper's "initial noise"), or
@@ -170,7 +174,6 @@ class CompositionPipeline:
         ``fp16`` (CUDA only) loads UNet, C and the text encoder in half precision; the VAE
         stays in float32 when its config asks to be upcast (SD's does).
         """
-        from discover.composition.control import control_from_unet, load_control
 
         device = torch.device(device)
         if fp16 and device.type != "cuda":
@@ -332,3 +335,32 @@ class CompositionPipeline:
             device=device,
             fp16=settings.fp16,
         )
+
+
+def decode_composed(
+    model: DiscoverModel,
+    c: Container,
+    consumer: str,
+    composer: CompositionPipeline,
+    settings: CompositionSettings,
+    source: str = "stream",
+) -> np.ndarray:
+    """A DISCOVER stream decoded with generative composition (paper §3.3): the model's ẑ_c
+    conditions the diffusion prior through the control module, ``settings.steps_for(consumer)``
+    DDIM steps from the seeded noise give z_0, the prior's VAE decodes it; cropped to the image
+    size.
+
+    ``composer`` must belong to the model's rate point (its control module was trained with
+    that codec) and its VAE must be the one ẑ_c targets.
+    """
+    z_c_hat = model.decode_latent(c, consumer, source)
+    x = composer(
+        z_c_hat.clone(),  # out of inference mode: the composer runs under no_grad
+        steps=settings.steps_for(consumer),
+        seed=settings.seed,
+        prompt=settings.prompt,
+        guidance_scale=settings.guidance_scale,
+        conditioning_scale=settings.conditioning_scale,
+        start=settings.start,
+    )
+    return tensor_to_image(x, c.height, c.width)

@@ -1,4 +1,5 @@
-"""Registry of dataset types: one module per type registers itself with ``@register_dataset``."""
+"""Registry of dataset types: one module per type registers itself with ``@register_dataset``
+(:mod:`discover.datasets` imports them all)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,29 @@ from typing import Any
 
 from discover.datasets.base import Dataset
 from discover.errors import DatasetError
+from discover.registry import Registry
 
-_DATASETS: dict[str, type[Dataset]] = {}
+DATASETS: Registry[Dataset] = Registry(
+    Dataset,
+    kind="dataset",
+    base_name="discover.datasets.Dataset",
+    unknown="unknown dataset type {name!r} (registered: {registered})",
+    error=DatasetError,
+    unknown_error=DatasetError,
+    attribute="type_name",
+    builtins=["discover.datasets"],
+)
 
 
 def register_dataset(type_name: str):
-    def deco(cls: type[Dataset]) -> type[Dataset]:
-        cls.type_name = type_name
-        _DATASETS[type_name] = cls
-        return cls
-
-    return deco
+    """Class decorator: make a :class:`Dataset` subclass available as dataset type
+    ``type_name``."""
+    return DATASETS.register(type_name)
 
 
 def available() -> list[str]:
-    return sorted(_DATASETS)
+    """Names of the registered dataset types."""
+    return DATASETS.available()
 
 
 def get_dataset(name: str, config: Mapping[str, Any]) -> Dataset:
@@ -30,7 +39,8 @@ def get_dataset(name: str, config: Mapping[str, Any]) -> Dataset:
         entry = config["datasets"][name]
     except KeyError as exc:
         raise DatasetError(f"dataset {name!r} is not in the config") from exc
-    cls = _DATASETS.get(entry["type"])
+    # Dataset types are the registered ones only (no 'module:Class' plugins).
+    cls = DATASETS.get(entry["type"])
     if cls is None:
         raise DatasetError(f"dataset {name!r}: unknown type {entry['type']!r}")
     return cls(name, entry, seed=config.get("seed", 0), protocols=config.get("protocols"))

@@ -36,33 +36,20 @@ Typical use::
     write_grounding(out_path, records, grounder.provenance())
 """
 
+from discover.errors import GroundingError
 from discover.grounding import (  # noqa: F401  (registration)
     detector,
     grounding_dino,
     gt,
     none,
 )
-from discover.grounding.base import (
-    Detections,
-    Grounder,
-    GroundingError,
-    ground_images,
-    normalise_label,
-    read_grounding,
-    read_rgb,
-    write_grounding,
-)
+from discover.grounding.base import Detections, Grounder, label_key
 from discover.grounding.detector import Detector, TorchvisionDetector, build_detector
 from discover.grounding.grounding_dino import chunk_labels, label_prompt, merge_detections
-from discover.grounding.masks import (
-    boxes_to_latent_mask,
-    decode_mask_record,
-    grounding_record,
-    latent_grid,
-    masked_fraction,
-    record_detections,
-)
+from discover.grounding.masks import decode_mask_record, grounding_record, record_detections
 from discover.grounding.registry import available, get_grounder, register_grounder, resolve
+from discover.grounding.shard import ground_images, read_grounding, write_grounding
+from discover.latent_masks import boxes_to_latent_mask, latent_grid, masked_fraction
 
 __all__ = [
     "Detections",
@@ -82,9 +69,8 @@ __all__ = [
     "latent_grid",
     "masked_fraction",
     "merge_detections",
-    "normalise_label",
+    "label_key",
     "read_grounding",
-    "read_rgb",
     "record_detections",
     "register_grounder",
     "resolve",

@@ -1,4 +1,4 @@
-"""Grounder interface and what it returns, plus running a grounder over a shard of images.
+"""Grounder interface and what it returns (running one over a shard: ``grounding.shard``).
 
 A grounder answers one question per image: which of the task's labels are in it, and where.
 Boxes are COCO ``[x, y, w, h]`` in pixels of the image as given, whatever the backend.
@@ -6,26 +6,18 @@ Boxes are COCO ``[x, y, w, h]`` in pixels of the image as given, whatever the ba
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from discover.errors import ConfigError, DiscoverError
-from discover.io import write_text_atomic
+from discover.errors import ConfigError, GroundingError
 
 
-class GroundingError(DiscoverError):
-    """Grounding failed: unreadable image or checkpoint, missing annotations, bad model output."""
-
-
-def normalise_label(label: str) -> str:
+def label_key(label: str) -> str:
     """The form labels are compared in: lower case, single spaces, no dots (Grounding DINO's
     prompt uses ``.`` to separate labels, so a dot inside a label would split it)."""
     return " ".join(str(label).lower().replace(".", " ").split())
@@ -164,66 +156,3 @@ class Grounder:
 
 def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
-
-
-# -- running a grounder over a shard ---------------------------------------------------------
-# (These live here rather than in their own module only to keep the package's file list fixed.)
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as an HxWx3 uint8 array; GroundingError naming the file if unreadable."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        # PIL reports truncated or corrupt files as OSError (or SyntaxError for some formats).
-        raise GroundingError(f"cannot read image {path}: {exc}") from exc
-
-
-def ground_images(
-    grounder: Grounder,
-    images: Iterable[tuple[Any, str | os.PathLike]],
-    labels: Sequence[str] | None,
-    stride: int = 16,
-    annotations_by_image: Mapping[Any, Sequence[Mapping[str, Any]]] | None = None,
-    categories: Sequence[Mapping[str, Any]] | Mapping[int, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Ground every ``(image_id, path)`` and return one :func:`grounding_record` per image.
-
-    ``annotations_by_image`` maps an image id to its COCO annotations (an image without any
-    gets an empty list); it is only needed by backends that read annotations (``gt``).
-    """
-    from discover.grounding.masks import boxes_to_latent_mask, grounding_record
-
-    records = []
-    for image_id, path in images:
-        image = read_rgb(path)
-        annotations = None
-        if annotations_by_image is not None:
-            annotations = list(annotations_by_image.get(image_id, []))
-        detections = grounder.ground(image, labels, annotations=annotations, categories=categories)
-        mask = boxes_to_latent_mask(detections.boxes, image.shape[:2], stride=stride)
-        records.append(grounding_record(image_id, detections, mask, stride))
-    return records
-
-
-def write_grounding(
-    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any]
-) -> None:
-    """Write a shard's records atomically as ``{"provenance": ..., "images": [...]}``, one
-    image per line so that the file stays readable and diffs well."""
-    lines = ["{", f' "provenance": {json.dumps(dict(provenance), sort_keys=True)},', ' "images": [']
-    lines += [f"  {json.dumps(dict(r))}," for r in records]
-    if records:
-        lines[-1] = lines[-1][:-1]  # JSON allows no comma after the last element
-    text = "\n".join([*lines, " ]", "}", ""])
-    write_text_atomic(path, text)
-
-
-def read_grounding(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(provenance, records) of a file written by :func:`write_grounding`."""
-    try:
-        data = json.loads(Path(path).read_text())
-        return dict(data["provenance"]), list(data["images"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise GroundingError(f"{path}: not a grounding file ({exc})") from exc

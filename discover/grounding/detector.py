@@ -31,13 +31,8 @@ import torch
 from torch import nn
 
 from discover.checkpoints import fitting_state_dict
-from discover.grounding.base import (
-    Detections,
-    Grounder,
-    GroundingError,
-    check_image,
-    normalise_label,
-)
+from discover.errors import GroundingError
+from discover.grounding.base import Detections, Grounder, check_image, label_key
 from discover.grounding.gt import label_lookup
 from discover.grounding.registry import register_grounder
 from discover.io import atomic_path, write_text_atomic
@@ -322,7 +317,7 @@ class DetectorGrounder(Grounder):
         wanted = label_lookup(labels)
         out = Detections()
         for box, name, score in zip(found.boxes, found.labels, found.scores, strict=True):
-            label = name if wanted is None else wanted.get(normalise_label(name))
+            label = name if wanted is None else wanted.get(label_key(name))
             if label is None or score < self.score_threshold:
                 continue
             out.boxes.append(box)

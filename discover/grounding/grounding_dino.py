@@ -21,14 +21,8 @@ import torch
 from PIL import Image
 from torchvision.ops import batched_nms, nms
 
-from discover.errors import ConfigError
-from discover.grounding.base import (
-    Detections,
-    Grounder,
-    GroundingError,
-    check_image,
-    normalise_label,
-)
+from discover.errors import ConfigError, GroundingError
+from discover.grounding.base import Detections, Grounder, check_image, label_key
 from discover.grounding.registry import register_grounder
 from discover.weights import resolve_pretrained_dir
 
@@ -227,8 +221,8 @@ class GroundingDinoGrounder(Grounder):
             raise GroundingError("the grounding-dino backend needs the task's label list")
         original: dict[str, str] = {}
         for label in labels:
-            if normalise_label(label):
-                original.setdefault(normalise_label(label), str(label))
+            if label_key(label):
+                original.setdefault(label_key(label), str(label))
         chunks = self.chunks(list(original))
         size = image.shape[:2]
         # a PIL image leaves the processor no channel order to guess (a tiny array is ambiguous)

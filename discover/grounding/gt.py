@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from discover.grounding.base import Detections, Grounder, GroundingError, normalise_label
+from discover.errors import GroundingError
+from discover.grounding.base import Detections, Grounder, label_key
 from discover.grounding.registry import register_grounder
 
 
@@ -32,7 +33,7 @@ def label_lookup(labels: Sequence[str] | None) -> dict[str, str] | None:
         return None
     lookup: dict[str, str] = {}
     for label in labels:
-        lookup.setdefault(normalise_label(label), str(label))
+        lookup.setdefault(label_key(label), str(label))
     return lookup
 
 
@@ -67,7 +68,7 @@ class GroundTruthGrounder(Grounder):
                 raise GroundingError(
                     f"annotation {ann.get('id')!r} has category_id {cat!r}, not in the categories"
                 )
-            label = names[cat] if wanted is None else wanted.get(normalise_label(names[cat]))
+            label = names[cat] if wanted is None else wanted.get(label_key(names[cat]))
             if label is None:
                 continue
             out.boxes.append([float(v) for v in ann["bbox"]])

@@ -2,56 +2,41 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from discover.errors import ConfigError
-from discover.grounding.base import Grounder, GroundingError
+from discover.errors import ConfigError, GroundingError
+from discover.grounding.base import Grounder
+from discover.registry import Registry
 
-_GROUNDERS: dict[str, type[Grounder]] = {}
+GROUNDERS: Registry[Grounder] = Registry(
+    Grounder,
+    kind="grounding",
+    base_name="discover.grounding.Grounder",
+    unknown=(
+        "unknown grounding backend {name!r} at semantics.grounding.backend "
+        "(registered: {registered})"
+    ),
+    error=GroundingError,
+    attribute="name",
+    builtins=["discover.grounding"],  # registers the built-in backends
+)
 
 
 def register_grounder(name: str):
     """Class decorator: make a :class:`Grounder` subclass available as backend ``name``."""
-
-    def deco(cls: type[Grounder]) -> type[Grounder]:
-        cls.name = name
-        _GROUNDERS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtins() -> None:
-    import discover.grounding  # noqa: F401  (registers the built-in backends)
+    return GROUNDERS.register(name)
 
 
 def available() -> list[str]:
     """Names of the registered backends."""
-    _load_builtins()
-    return sorted(_GROUNDERS)
+    return GROUNDERS.available()
 
 
 def resolve(name: str) -> type[Grounder]:
     """The class of backend ``name`` (a registered name or a 'module:Class' plugin)."""
-    _load_builtins()
-    if name in _GROUNDERS:
-        return _GROUNDERS[name]
-    if ":" not in name:
-        raise ConfigError(
-            f"unknown grounding backend {name!r} at semantics.grounding.backend "
-            f"(registered: {available()})"
-        )
-    module, _, attr = name.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise GroundingError(f"grounding plugin {name!r} cannot be imported: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Grounder)):
-        raise GroundingError(f"grounding plugin {name!r} is not a discover.grounding.Grounder")
-    return cls
+    return GROUNDERS.resolve(name)
 
 
 def get_grounder(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from discover.errors import ConfigError, DiscoverError
+from discover.errors import ConfigError, LabelGenerationError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
@@ -26,10 +26,6 @@ FOLLOW_UP_MARKER = "=== follow-up ==="
 
 # A label is a short noun phrase; anything longer is prose the model wrapped around its list.
 MAX_LABEL_WORDS = 5
-
-
-class LabelGenerationError(DiscoverError):
-    """A backend could not produce enough labels (or any answer at all) for a task."""
 
 
 # -- normalisation --------------------------------------------------------------------------
@@ -44,7 +40,7 @@ _MARKUP_RE = re.compile(r"\*\*|__|\*")
 _SPACE_RE = re.compile(r"\s+")
 
 
-def normalise_label(text: str) -> str:
+def clean_label(text: str) -> str:
     """Lowercase, strip, collapse whitespace; drop surrounding quotes, numbering and bullets.
 
     Returns "" for text that holds no label (an empty bullet, a lone number).
@@ -64,7 +60,7 @@ def normalise_label(text: str) -> str:
 
 def dedupe(labels: Iterable[str]) -> list[str]:
     """Normalised labels, empties dropped, first occurrence kept (order preserved)."""
-    return list(dict.fromkeys(n for n in (normalise_label(x) for x in labels) if n))
+    return list(dict.fromkeys(n for n in (clean_label(x) for x in labels) if n))
 
 
 # -- parsing a model's answer ---------------------------------------------------------------
@@ -124,7 +120,7 @@ def _parse_lines(text: str) -> list[str]:
     for line in lines:
         if _MARKUP_RE.sub("", line).rstrip().endswith(":"):
             continue  # a heading such as "**Vehicles:**" or "Here are the labels:"
-        item = normalise_label(line)
+        item = clean_label(line)
         _, colon, rest = item.partition(": ")
         if colon and "," in rest:
             item = rest  # "vehicles: car, bus, truck" lists the labels after the heading

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from discover.errors import ConfigError
-from discover.labels.base import LabelGenerationError, LabelGenerator
+from discover.errors import ConfigError, LabelGenerationError
+from discover.labels.base import LabelGenerator
 from discover.labels.registry import register_label_generator
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -103,7 +103,7 @@ class OpenAILabels(LabelGenerator):
         return out
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        import openai
+        import openai  # heavy optional dependency: only when a request is sent
 
         key = self._api_key()
         request: dict[str, Any] = {"model": self.model, "messages": self._messages(messages)}

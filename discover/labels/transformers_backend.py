@@ -42,6 +42,7 @@ class TransformersLabels(LabelGenerator):
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
+            # Heavy optional dependencies: imported only when the model is loaded.
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,7 +67,7 @@ class TransformersLabels(LabelGenerator):
         return "\n\n".join([*turns, "Assistant:"])
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        import torch
+        import torch  # heavy optional dependency: only when generating
 
         tokenizer, model = self._load()
         text = self.prompt_text(messages)

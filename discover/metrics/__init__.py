@@ -12,7 +12,7 @@ __all__ = ["FIDELITY_METRICS", "METRICS", "metric_columns", "metric_status", "ms
 
 def __getattr__(name: str) -> Any:
     if name in ("FIDELITY_METRICS", "msssim", "psnr"):
-        from discover.metrics import fidelity
+        from discover.metrics import fidelity  # PyTorch, loaded on first use (see above)
 
         return getattr(fidelity, name)
     raise AttributeError(f"module 'discover.metrics' has no attribute {name!r}")

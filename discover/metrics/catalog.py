@@ -95,6 +95,7 @@ def distribution_feature_sets(config: Mapping[str, Any]) -> list[str]:
 
 def metric_weights(column: str, config: Mapping[str, Any]) -> list[WeightSpec]:
     """Official weights (from the weights cache) that computing ``column`` reads."""
+    # the metric modules load PyTorch: the plan and the table jobs read this catalog without it
     from discover.metrics import fid, perceptual
 
     pc = perceptual_config(config)
@@ -129,16 +130,17 @@ def official_metric_weights(config: Mapping[str, Any]) -> list[WeightSpec]:
     return list(specs.values())
 
 
-def image_scorers(config: Mapping[str, Any]) -> dict:
+def image_scorers(config: Mapping[str, Any], metric_status: Mapping[str, str]) -> dict:
     """Column -> ``score(ref, out)`` for every per-image metric a codec job computes.
 
-    ``config["metric_status"]`` (computed when the DAG is built, so a later `fetch_weights`
-    reruns the jobs) lists the columns that are not computed; the rest must load."""
+    ``metric_status`` (computed when the DAG is built, so a later `fetch_weights` reruns the
+    jobs) lists the columns that are not computed; the rest must load."""
     from functools import partial
 
+    # PyTorch-backed scorers, loaded by the codec jobs that compute them (not by table jobs)
     from discover.metrics.fidelity import FIDELITY_METRICS
 
-    status = config.get("metric_status") or {}
+    status = metric_status
     pc = perceptual_config(config)
     cache = config.get("weights_cache")
     scorers = {}
@@ -148,13 +150,13 @@ def image_scorers(config: Mapping[str, Any]) -> dict:
         if column in FIDELITY_METRICS:
             scorers[column] = FIDELITY_METRICS[column]
         elif column == "lpips":
-            from discover.metrics.perceptual import lpips_distance
+            from discover.metrics.perceptual import lpips_distance  # PyTorch, see above
 
             scorers[column] = partial(
                 lpips_distance, net=pc["lpips_net"], cache=cache, device=pc["device"]
             )
         elif column == "dists":
-            from discover.metrics.perceptual import dists_distance
+            from discover.metrics.perceptual import dists_distance  # PyTorch, see above
 
             scorers[column] = partial(
                 dists_distance, backend=pc["dists_backend"], cache=cache, device=pc["device"]

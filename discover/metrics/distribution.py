@@ -24,10 +24,17 @@ import torch
 from PIL import Image
 
 from discover.errors import ConfigError, DatasetError
+from discover.images import read_rgb
 from discover.io import atomic_path
 from discover.metrics.catalog import feature_suffix, fid_config
-from discover.metrics.fid import fid_kid_from_features, folder_features
+from discover.metrics.fid import (
+    fid_kid_from_features,
+    folder_features,
+    inception_feature_extractor,
+)
 from discover.metrics.patches import fid_patches
+from discover.shards import shard_images
+from discover.tasks.mini_resnet import load_classifier, normalise
 
 PathLike = str | os.PathLike
 
@@ -61,24 +68,6 @@ def fid_protocol(dataset_cfg: Mapping[str, Any], dataset: str = "") -> dict[str,
     return {"name": name, "patch": patch, "shifted": shifted}
 
 
-def shard_images(reference_dirs: Sequence[PathLike], image_dirs: Sequence[PathLike]) -> list[Path]:
-    """The PNG of every image of the reference shards, in ``image_dirs`` (same order)."""
-    from discover.stages import read_index
-
-    if len(reference_dirs) != len(image_dirs):
-        raise DatasetError(
-            f"{len(reference_dirs)} reference shards but {len(image_dirs)} decoded shards"
-        )
-    paths = []
-    for ref_dir, img_dir in zip(reference_dirs, image_dirs, strict=True):
-        for image_id in read_index(ref_dir)["id"]:
-            path = Path(img_dir) / f"{image_id}.png"
-            if not path.is_file():
-                raise DatasetError(f"decoded image {path} is missing")
-            paths.append(path)
-    return paths
-
-
 def write_protocol_images(paths: Sequence[Path], dest: Path, protocol: Mapping[str, Any]) -> int:
     """Write what FID/KID see of ``paths`` into ``dest``: the patches, or links to the images."""
     count = 0
@@ -87,10 +76,7 @@ def write_protocol_images(paths: Sequence[Path], dest: Path, protocol: Mapping[s
             (dest / f"{k:07d}{path.suffix}").symlink_to(path.resolve())
             count += 1
             continue
-        try:
-            image = np.asarray(Image.open(path).convert("RGB"))
-        except OSError as exc:
-            raise DatasetError(f"cannot read image {path}: {exc}") from exc
+        image = read_rgb(path, error=DatasetError)
         for j, patch in enumerate(fid_patches(image, int(protocol["patch"]), protocol["shifted"])):
             Image.fromarray(patch).save(dest / f"{k:07d}_{j:03d}.png", compress_level=1)
             count += 1
@@ -121,8 +107,6 @@ def protocol_features(
 def feature_extractor(features: str, config: Mapping[str, Any], demo_model: PathLike | None):
     """The extractor of a feature set: clean-fid's Inception from the weights cache, or the
     classifier the pipeline trained (``demo``)."""
-    from discover.metrics.fid import inception_feature_extractor
-
     fc = fid_config(config)
     device = str(fc.get("device", "cpu"))
     if features == "inception":
@@ -140,8 +124,6 @@ def demo_feature_extractor(model_path: PathLike, device: str = "cpu"):
     """clean-fid extractor from the pipeline's own classifier: batches (N, 3, H, W) in
     [0, 255] are resized (antialiased) to the classifier's input size, and its pooled
     penultimate features are returned."""
-    from discover.training.classifier import load_classifier, normalise
-
     model, meta = load_classifier(model_path)
     model = model.to(device)
     size = int(meta["input_size"])

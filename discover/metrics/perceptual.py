@@ -41,7 +41,8 @@ from DISTS_pytorch.DISTS_pt import prepare_image
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-from discover.weights import WeightsMissingError, WeightSpec, resolve
+from discover.errors import WeightsMissingError
+from discover.weights import WeightSpec, resolve
 
 PathLike = str | os.PathLike
 

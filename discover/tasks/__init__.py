@@ -32,6 +32,7 @@ Typical use::
     metrics = task.evaluate(load_predictions(path), gt)
 """
 
+from discover.errors import TaskError
 from discover.tasks import (  # noqa: F401  (registration)
     classification,
     detection,
@@ -43,7 +44,6 @@ from discover.tasks.base import (
     InputProtocol,
     Predictions,
     Task,
-    TaskError,
     load_predictions,
     save_predictions,
 )

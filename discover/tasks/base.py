@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from discover.errors import ConfigError, DiscoverError
+from discover.errors import ConfigError, TaskError
 from discover.io import write_text_atomic
 
 # Predictions: a COCO results list for detection and instance segmentation (``image_id``,
@@ -29,10 +29,6 @@ from discover.io import write_text_atomic
 Predictions = list[dict[str, Any]]
 
 TOPK = 5  # classification keeps the five best classes per image (top-1 and top-5 accuracy)
-
-
-class TaskError(DiscoverError):
-    """A task failed: unreadable checkpoint, annotations that do not fit, bad predictions."""
 
 
 # -- input protocol ------------------------------------------------------------------------
@@ -170,7 +166,7 @@ class Task:
     Subclasses set ``defaults`` (their config keys and defaults), ``metrics`` (the names
     :meth:`evaluate` returns, the first being the one tables plot) and implement
     :meth:`predict` and :meth:`evaluate`. ``cfg`` is the task's section of the config
-    (``tasks.<name>``); ``model`` overrides ``cfg["weights"]`` (a model object in memory).
+    (``tasks.<name>``); the model comes in ready (:func:`discover.tasks.registry.get_task`).
     """
 
     name: str = ""  # registered type (detection, instance_segmentation, classification)
@@ -180,45 +176,27 @@ class Task:
     # keys of tasks.<name> that other stages read (semantics: labels for DISCOVER's masks)
     shared_keys = ("type", "description", "labels")
 
-    def __init__(
-        self,
-        cfg: Mapping[str, Any] | None = None,
-        *,
-        task_name: str | None = None,
-        weights_cache: str | os.PathLike | None = None,
-        model: Any = None,
-    ):
+    @classmethod
+    def checked_config(cls, cfg: Mapping[str, Any] | None, task_name: str) -> dict[str, Any]:
+        """``tasks.<task_name>`` checked against this task's keys, defaults filled in."""
         cfg = dict(cfg or {})
-        self.task_name = task_name or self.name
-        known = {*self.defaults, *self.shared_keys}
+        known = {*cls.defaults, *cls.shared_keys}
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise ConfigError(
-                f"unknown config key tasks.{self.task_name}.{unknown[0]} (known: {sorted(known)})"
+                f"unknown config key tasks.{task_name}.{unknown[0]} (known: {sorted(known)})"
             )
-        self.cfg = {**self.defaults, **cfg}
-        self.weights_cache = weights_cache
+        return {**cls.defaults, **cfg}
+
+    def __init__(
+        self, cfg: Mapping[str, Any] | None = None, *, model: Any, task_name: str | None = None
+    ):
+        """``model``: the loaded task model (:func:`discover.tasks.get_task` loads it from
+        ``cfg["weights"]``; a trainer passes the model it trains)."""
+        self.task_name = task_name or self.name
+        self.cfg = self.checked_config(cfg, self.task_name)
         self.batch_size = self._int("batch_size", 1)
         self.device = str(self.cfg.get("device", "cpu"))
-        if model is None:
-            from discover.tasks.models import load_task_model
-
-            if not self.cfg.get("weights"):
-                raise ConfigError(
-                    f"config key tasks.{self.task_name}.weights: a checkpoint path or a "
-                    "torchvision weights name (e.g. FasterRCNN_ResNet50_FPN_Weights.COCO_V1); "
-                    "with backend mmdet, an mmdet checkpoint"
-                )
-            model = load_task_model(
-                self.name,
-                str(self.cfg["weights"]),
-                architecture=self.cfg.get("architecture"),
-                weights_cache=weights_cache,
-                device=self.device,
-                backend=str(self.cfg.get("backend") or "torchvision"),
-                config=self.cfg.get("config"),
-                task=self.task_name,
-            )
         self.model = model
         protocol = self.cfg.get("protocol")
         if protocol is None:  # the model's own (trained classifiers record theirs)

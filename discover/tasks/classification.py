@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.tasks.base import TOPK, Predictions, Task, TaskError, batched
+from discover.errors import TaskError
+from discover.tasks.base import TOPK, Predictions, Task, batched
 from discover.tasks.evaluation import classification_accuracy
 from discover.tasks.registry import register_task
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.errors import ConfigError
-from discover.grounding.base import normalise_label
-from discover.tasks.base import Geometry, Predictions, Task, TaskError, batched
+from discover.errors import ConfigError, TaskError
+from discover.grounding.base import label_key
+from discover.tasks.base import Geometry, Predictions, Task, batched
 from discover.tasks.evaluation import EVALUATORS, coco_evaluate, coco_metric_names
 from discover.tasks.registry import register_task
 
@@ -46,15 +46,15 @@ def category_ids(
     usable = {
         label: name
         for label, name in model_categories.items()
-        if normalise_label(name) not in NOT_A_CATEGORY
+        if label_key(name) not in NOT_A_CATEGORY
     }
     if dataset_categories is None:
         return {label: label for label in usable}
-    by_name = {normalise_label(c["name"]): int(c["id"]) for c in dataset_categories}
+    by_name = {label_key(c["name"]): int(c["id"]) for c in dataset_categories}
     mapping = {
-        label: by_name[normalise_label(name)]
+        label: by_name[label_key(name)]
         for label, name in usable.items()
-        if normalise_label(name) in by_name
+        if label_key(name) in by_name
     }
     if not mapping:
         raise TaskError(

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from discover.errors import ConfigError
-from discover.tasks.base import Predictions, TaskError, image_id
+from discover.errors import ConfigError, TaskError
+from discover.tasks.base import Predictions, image_id
 
 EVALUATORS = ("pycocotools", "faster-coco-eval")
 # COCOeval.stats[0:6] of the summary, in its order

@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.errors import ConfigError
+from discover.errors import ConfigError, TaskError
 from discover.grounding.base import Detections, check_image
-from discover.tasks.base import TaskError
 from discover.weights import cache_dir
 
 BACKENDS = ("torchvision", "mmdet")

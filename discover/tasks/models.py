@@ -32,11 +32,11 @@ import torch
 from torch import nn
 
 from discover.checkpoints import fitting_state_dict
-from discover.errors import ConfigError
-from discover.grounding.base import GroundingError
+from discover.errors import ConfigError, GroundingError, TaskError
 from discover.grounding.detector import PROVENANCE_KEYS, TorchvisionDetector, build_detector
 from discover.io import atomic_path, write_text_atomic
-from discover.tasks.base import InputProtocol, TaskError
+from discover.tasks.base import InputProtocol
+from discover.tasks.mini_resnet import MiniResNet, normalise
 from discover.tasks.mmdet_backend import BACKENDS, MMDetDetector, load_mmdet_model
 from discover.weights import WeightSpec, resolve, sha256
 
@@ -148,8 +148,6 @@ def build_classifier(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """A randomly initialised classifier: ``mini-resnet`` (``widths``, default 16..128) or a
     torchvision classification builder (``resnet50``, ...; nothing is downloaded)."""
     if arch == MINI_RESNET:
-        from discover.training.classifier import MiniResNet
-
         widths = tuple(int(w) for w in kwargs.pop("widths", (16, 32, 64, 128)))
         if kwargs:
             raise TypeError(f"mini-resnet takes only 'widths', got {sorted(kwargs)}")
@@ -193,8 +191,6 @@ class TorchvisionClassifier:
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        from discover.training.classifier import normalise
-
         return self.model(normalise(batch.to(self.device))).float().cpu()
 
     @staticmethod

@@ -2,53 +2,39 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from discover.errors import ConfigError
-from discover.tasks.base import Task, TaskError
+from discover.errors import ConfigError, TaskError
+from discover.registry import Registry
+from discover.tasks.base import Task
+from discover.tasks.models import load_task_model
 
-_TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[Task] = Registry(
+    Task,
+    kind="task",
+    base_name="discover.tasks.Task",
+    unknown="unknown task type {name!r} (registered: {registered})",
+    error=TaskError,
+    attribute="name",
+    builtins=["discover.tasks"],  # registers the built-in tasks
+)
 
 
 def register_task(name: str):
     """Class decorator: make a :class:`Task` subclass available as task type ``name``."""
-
-    def deco(cls: type[Task]) -> type[Task]:
-        cls.name = name
-        _TASKS[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtins() -> None:
-    import discover.tasks  # noqa: F401  (registers the built-in tasks)
+    return TASKS.register(name)
 
 
 def available() -> list[str]:
     """Names of the registered task types."""
-    _load_builtins()
-    return sorted(_TASKS)
+    return TASKS.available()
 
 
 def resolve(name: str) -> type[Task]:
     """The class of task type ``name`` (a registered name or a 'module:Class' plugin)."""
-    _load_builtins()
-    if name in _TASKS:
-        return _TASKS[name]
-    if ":" not in name:
-        raise ConfigError(f"unknown task type {name!r} (registered: {available()})")
-    module, _, attr = name.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise TaskError(f"task plugin {name!r} cannot be imported: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise TaskError(f"task plugin {name!r} is not a discover.tasks.Task")
-    return cls
+    return TASKS.resolve(name)
 
 
 def task_type(name: str, cfg: Mapping[str, Any]) -> str:
@@ -69,11 +55,31 @@ def get_task(
     weights_cache: str | os.PathLike | None = None,
     model: Any = None,
 ) -> Task:
-    """The task ``name`` of a config (its ``tasks.<name>`` section), model loaded."""
+    """The task ``name`` of a config (its ``tasks.<name>`` section) with its model: ``model``
+    if given (a model in memory), else the one ``tasks.<name>.weights`` names, loaded here."""
     tasks = config.get("tasks") or {}
     if name not in tasks:
         raise ConfigError(f"config key tasks.{name}: not defined (defined: {sorted(tasks)})")
     cfg = dict(tasks[name] or {})
     cls = resolve(task_type(name, cfg))
-    cache = weights_cache if weights_cache is not None else config.get("weights_cache")
-    return cls(cfg, task_name=name, weights_cache=cache, model=model)
+    if model is None:
+        checked = cls.checked_config(cfg, name)
+        if not checked.get("weights"):
+            raise ConfigError(
+                f"config key tasks.{name}.weights: a checkpoint path or a "
+                "torchvision weights name (e.g. FasterRCNN_ResNet50_FPN_Weights.COCO_V1); "
+                "with backend mmdet, an mmdet checkpoint"
+            )
+        model = load_task_model(
+            cls.name,
+            str(checked["weights"]),
+            architecture=checked.get("architecture"),
+            weights_cache=weights_cache
+            if weights_cache is not None
+            else config.get("weights_cache"),
+            device=str(checked.get("device", "cpu")),
+            backend=str(checked.get("backend") or "torchvision"),
+            config=checked.get("config"),
+            task=name,
+        )
+    return cls(cfg, task_name=name, model=model)

@@ -1,12 +1,12 @@
-"""A small ResNet image classifier trained on the embedded data.
+"""Training of the small ResNet image classifier on the embedded data.
 
 The embedded default cannot download an ImageNet ResNet-50 or an Inception network, so the
 pipeline trains its own classifier on synthetic-scenes: the category of an object crop. It
 serves as the feature extractor of "FID (demo features)" (its pooled penultimate features;
 labelled so that no one mistakes it for Inception FID).
 
-The network is torchvision's ResNet building block (``BasicBlock``) in four stages of one block
-each, with narrow widths: same family as ResNet-18/50, ~0.3 M parameters.
+The network, its input normalisation and the loader of a trained one are inference code and
+live in :mod:`discover.tasks.mini_resnet`.
 """
 
 from __future__ import annotations
@@ -23,58 +23,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
-from discover.errors import DiscoverError
+from discover.datasets.synthetic_scenes import CATEGORIES, SceneGenerator, object_crop
 from discover.io import atomic_path, write_text_atomic
+from discover.tasks.mini_resnet import MiniResNet, normalise
 from discover.training.common import write_losses
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
-
-# ImageNet statistics, as torchvision's classifiers normalise their inputs.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
-
-class MiniResNet(nn.Module):
-    """ResNet with one ``BasicBlock`` per stage; ``features`` gives the pooled embedding."""
-
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64, 128)):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        stages, inplanes = [], widths[0]
-        for k, planes in enumerate(widths):
-            stride = 1 if k == 0 else 2
-            down = None
-            if stride != 1 or inplanes != planes:
-                down = nn.Sequential(
-                    nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
-                    nn.BatchNorm2d(planes),
-                )
-            stages.append(BasicBlock(inplanes, planes, stride, down))
-            inplanes = planes
-        self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(inplanes, num_classes)
-        self.embedding_dim = inplanes
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, embedding_dim) global-average-pooled features of normalised inputs."""
-        return torch.flatten(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> ImageNet-normalised."""
-    mean = x.new_tensor(MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def to_input(image: np.ndarray, size: int) -> torch.Tensor:
@@ -91,8 +47,6 @@ def scene_examples(
     Each object is cropped by its bounding box (with a 10 % margin, clipped to the image) and
     resized to ``size`` x ``size``: a shape classifier whose features react to shapes, edges
     and textures, the things a codec's artefacts change."""
-    from discover.datasets.synthetic_scenes import SceneGenerator, object_crop
-
     gen = SceneGenerator(seed, split, 256, 512, 2, 6)
     xs, ys = [], []
     for i in range(num_images):
@@ -125,8 +79,6 @@ def train_classifier(
 ) -> dict:
     """Train a MiniResNet on synthetic-scenes (train split), measure top-1 on its val split,
     write the state dict and a JSON sidecar (spec, command, accuracy, sha256) atomically."""
-    from discover.datasets.synthetic_scenes import CATEGORIES
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps = int(steps if steps is not None else spec["steps"])
@@ -183,25 +135,3 @@ def train_classifier(
     write_losses(log_csv, rows)
     log.info("classifier val top-1 %.3f on %d crops", top1, len(x_val))
     return meta
-
-
-def load_classifier(
-    path: str | Path, meta_path: str | Path | None = None
-) -> tuple[MiniResNet, dict]:
-    """A trained MiniResNet and its sidecar; the file must match the sidecar's sha256."""
-    path = Path(path)
-    meta_path = Path(meta_path) if meta_path else path.with_suffix(".json")
-    if not path.is_file() or not meta_path.is_file():
-        raise DiscoverError(f"classifier {path} or its sidecar {meta_path} is missing")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("sha256") and sha256(path) != meta["sha256"]:
-        raise DiscoverError(f"classifier {path}: sha256 differs from {meta_path}")
-    model = MiniResNet(int(meta["num_classes"]), tuple(meta["widths"]))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise DiscoverError(
-            f"classifier {path}: missing keys {result.missing_keys[:5]}, "
-            f"unexpected keys {result.unexpected_keys[:5]}"
-        )
-    return model.eval(), meta

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.errors import DiscoverError
 from discover.io import atomic_path, write_bytes_atomic
 
@@ -21,8 +22,6 @@ SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 def image_pool(seed: int, num_images: int, crop: int) -> list[np.ndarray]:
     """Training images: the synthetic-scenes train split (disjoint from every val split)."""
-    from discover.datasets.synthetic_scenes import SceneGenerator
-
     gen = SceneGenerator(seed, "train", max(crop, 256), max(crop, 384), 2, 6)
     return [gen.render(i)[0] for i in range(num_images)]
 

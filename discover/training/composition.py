@@ -41,13 +41,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from discover.codec.api import PRESETS, load_codec_net, portable_state
-from discover.codec.masks import random_keep_mask
-from discover.codec.model import CodecConfig, DiscoverCodecNet
-from discover.codec.vae import encode_latent
 from discover.composition.control import CONDITIONING_EMBEDDING_CHANNELS, control_from_unet
 from discover.composition.pipeline import load_prior, prompt_embedding
-from discover.errors import DiscoverError
+from discover.composition.prior import build_prior
+from discover.discover_codec.masks import random_keep_mask
+from discover.discover_codec.model import PRESETS, load_codec_net, portable_state
+from discover.discover_codec.net import CodecConfig, DiscoverCodecNet
+from discover.discover_codec.vae import encode_latent
+from discover.errors import CheckpointMismatchError, DiscoverError
 from discover.io import atomic_dir, atomic_path, write_text_atomic
 from discover.training.common import (
     batch,
@@ -87,10 +88,6 @@ COMPOSITION_DEFAULTS: dict[str, Any] = {
 
 #: Spec keys that do not change what is computed: a run may resume with other values.
 BOOKKEEPING = ("checkpoint_every", "keep_checkpoints", "log_every", "save_dtype")
-
-
-class CheckpointMismatchError(DiscoverError):
-    """A checkpoint was written by a run with other settings; resuming it would mix runs."""
 
 
 def resolve_mixed_precision(setting: str, device: torch.device) -> str:
@@ -613,8 +610,6 @@ def train_prior(
     ``vae_dir`` with the empty prompt. Spec keys: ``steps``, ``batch_size``, ``crop`` (a
     multiple of 32), ``lr``, ``num_images``, ``unet`` / ``text_encoder`` / ``scheduler``
     (config overrides, e.g. ``scheduler: {prediction_type: v_prediction}``), ``save_dtype``."""
-    from discover.composition.prior import build_prior
-
     rng, steps, crop, batch_size = setup(spec, seed, steps)
     pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
     rows, t0 = [], time.perf_counter()

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from discover.codec.api import PRESETS, portable_state
-from discover.codec.masks import random_keep_mask
-from discover.codec.model import CodecConfig, DiscoverCodecNet
-from discover.codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
+from discover.discover_codec.masks import random_keep_mask
+from discover.discover_codec.model import PRESETS, portable_state
+from discover.discover_codec.net import CodecConfig, DiscoverCodecNet
+from discover.discover_codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
 from discover.io import atomic_dir, write_text_atomic
 from discover.training.common import (
     batch,

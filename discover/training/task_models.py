@@ -50,9 +50,22 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from discover.checkpoints import fitting_state_dict
+from discover.datasets.synthetic_scenes import (
+    CATEGORIES,
+    OBJECT_SCALE,
+    SceneGenerator,
+    SyntheticScenes,
+    object_crop,
+)
 from discover.errors import ConfigError
 from discover.io import atomic_path, write_text_atomic
+from discover.tasks import get_task
+from discover.tasks.base import InputProtocol
+from discover.tasks.mini_resnet import normalise
+from discover.tasks.models import build_task_model
 from discover.training.common import write_losses
 from discover.weights import sha256
 
@@ -95,8 +108,6 @@ def render_scenes(
     seed: int, split: str, num_images: int, scenes: Mapping[str, int] | None = None
 ) -> list[tuple[np.ndarray, list[dict]]]:
     """``num_images`` synthetic scenes of ``split`` (image, visible instances)."""
-    from discover.datasets.synthetic_scenes import OBJECT_SCALE, SceneGenerator
-
     s = {**SCENES, **(scenes or {})}
     gen = SceneGenerator(
         seed,
@@ -115,8 +126,6 @@ def val_split(
 ) -> tuple[list[tuple[int, np.ndarray]], dict]:
     """The val images as ``(image_id, RGB)`` and their COCO annotations, exactly as the
     synthetic-scenes dataset writes them for the DAG."""
-    from discover.datasets.synthetic_scenes import SyntheticScenes
-
     s = {**SCENES, **(scenes or {})}
     dataset = SyntheticScenes("val", {"split": "val", "num_images": num_images, **s}, seed=seed)
     items = dataset.list_items()
@@ -211,9 +220,6 @@ def train_task_model(
     ``init_path``: a detector checkpoint to start from (spec ``init`` names its
     task_training entry): a Mask R-CNN takes a Faster R-CNN's backbone, RPN and box head, and
     only its mask head starts from scratch."""
-    from discover.datasets.synthetic_scenes import CATEGORIES
-    from discover.tasks.models import build_task_model
-
     check_spec(kind, spec)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -275,8 +281,6 @@ def train_task_model(
 
 def _initialise(module: torch.nn.Module, path: str | Path) -> None:
     """``module`` from the detector checkpoint ``path``; only a mask head may be new."""
-    from discover.checkpoints import fitting_state_dict
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises a variety of types for a bad file
@@ -297,8 +301,6 @@ def evaluate_on_val(
     kind: str, model: Any, seed: int, spec: Mapping[str, Any]
 ) -> tuple[dict[str, float | None], int]:
     """The task's metrics of ``model`` on the first ``val_images`` val scenes."""
-    from discover.tasks import get_task
-
     images, gt = val_split(seed, int(spec.get("val_images", 100)), spec.get("scenes"))
     config = {"tasks": {kind: {"type": kind, "batch_size": 4}}}
     task = get_task(kind, config, model=model)
@@ -401,10 +403,6 @@ def object_crops(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, size, size) crops in [0, 1] of every object of ``pool`` (its box with a 10 %
     margin, squashed) and their categories."""
-    from PIL import Image
-
-    from discover.datasets.synthetic_scenes import object_crop
-
     crops, labels = [], []
     for image, instances in pool:
         for inst in instances:
@@ -438,8 +436,6 @@ def _pretrain_on_crops(
     be bootstrapped through the detector's heads or through the whole-image label alone,
     which takes several times more steps. Inputs are normalised with ImageNet statistics,
     as torchvision's detector transform and the classifiers do."""
-    from discover.training.classifier import normalise
-
     x_all, y_all = object_crops(pool, int(spec.get("pretrain_crop", 64)))
     lr = float(spec.get("pretrain_lr", 3e-3))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -468,8 +464,6 @@ def _pretrain_backbone(
 ) -> None:
     """The detector's backbone on crops, through pooled features and a linear layer that is
     thrown away after."""
-    from discover.datasets.synthetic_scenes import CATEGORIES
-
     head = torch.nn.Linear(backbone.out_channels, len(CATEGORIES))
     backbone.train()
     _pretrain_on_crops(
@@ -491,9 +485,6 @@ def _train_classifier(
     t0: float,
     seed: int,
 ) -> list[dict]:
-    from discover.tasks.base import InputProtocol
-    from discover.training.classifier import normalise
-
     protocol = InputProtocol.from_config(classifier.protocol)
     pool = render_scenes(seed, "train", int(spec.get("num_images", 2000)), _train_scenes(spec))
     # the task's own protocol makes the inputs, so training sees what evaluation feeds

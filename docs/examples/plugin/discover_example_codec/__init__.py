@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 from discover.codecs import Codec
-from discover.codecs.base import read_rgb
 from discover.io import write_bytes_atomic
 
 
@@ -30,4 +29,4 @@ class PaletteCodec(Codec):
         write_bytes_atomic(path, buf.getvalue())
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
-        return read_rgb(path, self.name, shape)
+        return self.read_decoded(path, shape)

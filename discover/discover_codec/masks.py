@@ -17,9 +17,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from discover.codec.model import LATENT_STRIDE
-from discover.codec.varint import BitstreamError, Reader, write_varint
-from discover.grounding.masks import boxes_to_latent_mask, mask_to_runs
+from discover.discover_codec.net import LATENT_STRIDE
+from discover.discover_codec.varint import Reader, write_varint
+from discover.errors import BitstreamError
+from discover.latent_masks import boxes_to_latent_mask, mask_to_runs
 
 EMPTY, FULL, RECTANGLES, RUNS = 0, 1, 2, 3
 

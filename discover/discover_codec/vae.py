@@ -12,6 +12,11 @@ import os
 
 import torch
 
+from discover.weights import resolve_pretrained_dir
+
+#: SD 2.1-base's VAE on the Hub: the target latent of the full-size model
+SD21_VAE = "stabilityai/stable-diffusion-2-1-base/vae"
+
 #: A small AutoencoderKL of SD's layout (3 downsamplings -> 1/8, 4 latent channels).
 TINY_VAE_CONFIG = {
     "in_channels": 3,
@@ -30,8 +35,6 @@ TINY_VAE_CONFIG = {
 def load_vae(ref: str | os.PathLike, cache: str | os.PathLike | None = None):
     """``AutoencoderKL.from_pretrained`` on a local directory or a cached Hub snapshot."""
     from diffusers import AutoencoderKL
-
-    from discover.weights import resolve_pretrained_dir
 
     path = resolve_pretrained_dir(ref, cache)
     # low_cpu_mem_usage needs `accelerate`; the VAE is small enough to load plainly

@@ -2,7 +2,8 @@
 
 One encode serves every consumer: each task gets its own ỹ_i stream, the human consumer all of ŷ.
 Decoding "without composition" maps ẑ_c through the VAE decoder (paper Fig. 8); the generative
-composition (ControlNet on SD) starts from the same ẑ_c.
+composition (ControlNet on SD, :func:`discover.composition.decode_composed`) starts from the
+same ẑ_c.
 
 CPU/GPU caveat: the entropy parameters (means rounded to integers, scales bucketed into CDF
 indexes) come out of float convolutions; a decoder on another kind of device (or with another
@@ -17,15 +18,14 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from discover.codec.bitstream import HUMAN, Container, TaskPart
-from discover.codec.entropy import decode_region, encode_region
-from discover.codec.masks import boxes_to_mask
-from discover.codec.model import (
+from discover.discover_codec.bitstream import HUMAN, Container, TaskPart
+from discover.discover_codec.entropy import decode_region, encode_region
+from discover.discover_codec.masks import boxes_to_mask
+from discover.discover_codec.net import (
     FULL,
     MINI,
     CodecConfig,
@@ -33,13 +33,9 @@ from discover.codec.model import (
     latent_grid,
     pad_image,
 )
-from discover.codec.vae import decode_latent, encode_latent, load_vae
-from discover.codec.varint import BitstreamError
-from discover.codecs.compressai_models import image_to_tensor, tensor_to_image
-from discover.errors import CodecError
-
-if TYPE_CHECKING:  # the composition package imports this module's neighbours
-    from discover.composition.pipeline import CompositionPipeline, CompositionSettings
+from discover.discover_codec.vae import SD21_VAE, decode_latent, encode_latent, load_vae
+from discover.errors import BitstreamError, CodecError
+from discover.images import image_to_tensor, tensor_to_image
 
 PRESETS = {"full": FULL, "mini": MINI}
 #: buffers rebuilt by ``update()``; not part of a saved codec
@@ -191,33 +187,6 @@ class DiscoverModel:
         x = decode_latent(self.vae, self.decode_latent(c, consumer, source))
         return tensor_to_image(x, c.height, c.width)
 
-    def decode_composed(
-        self,
-        c: Container,
-        consumer: str,
-        composer: CompositionPipeline,
-        settings: CompositionSettings,
-        source: str = "stream",
-    ) -> np.ndarray:
-        """The image with generative composition (paper §3.3): ẑ_c conditions the diffusion
-        prior through the control module, ``settings.steps_for(consumer)`` DDIM steps from the
-        seeded noise give z_0, the prior's VAE decodes it; cropped to the image size.
-
-        ``composer`` must belong to this rate point (its control module was trained with this
-        codec) and its VAE must be the one ẑ_c targets.
-        """
-        z_c_hat = self.decode_latent(c, consumer, source)
-        x = composer(
-            z_c_hat.clone(),  # out of inference mode: the composer runs under no_grad
-            steps=settings.steps_for(consumer),
-            seed=settings.seed,
-            prompt=settings.prompt,
-            guidance_scale=settings.guidance_scale,
-            conditioning_scale=settings.conditioning_scale,
-            start=settings.start,
-        )
-        return tensor_to_image(x, c.height, c.width)
-
     @torch.inference_mode()
     def target_latent(self, image: np.ndarray) -> torch.Tensor:
         """z_c = E(x) of the padded image, the latent ẑ_c approximates."""
@@ -247,7 +216,5 @@ def load_model_dir(
         have = sorted(p.name for p in path.glob("r*.pth.tar"))
         raise CodecError(f"model {path}: no weights for rate {rate} ({weights.name}; has {have})")
     if vae is None:
-        from discover.codecs.discover_codec import SD21_VAE
-
         vae = path / "vae" if (path / "vae").is_dir() else SD21_VAE
     return DiscoverModel.load(weights, vae, path.name, rate, cache=cache, device=device)

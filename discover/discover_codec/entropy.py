@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
-from discover.codec.model import DiscoverCodecNet, anchor_mask
+from discover.discover_codec.net import DiscoverCodecNet, anchor_mask
 
 
 class _Tables:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from discover.codec.bitstream import Container
+from discover.discover_codec.bitstream import Container
 from discover.errors import BitstreamError
 
 KINDS = ("truncate", "bit_flip", "insert", "delete", "garbage")

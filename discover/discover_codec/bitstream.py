@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from discover.codec.masks import decode_mask, encode_mask
-from discover.codec.model import latent_grid
-from discover.codec.varint import BitstreamError, Reader, write_varint
+from discover.discover_codec.masks import decode_mask, encode_mask
+from discover.discover_codec.net import latent_grid
+from discover.discover_codec.varint import Reader, write_varint
+from discover.errors import BitstreamError
 
 MAGIC = b"DSCV"
 VERSION = 1

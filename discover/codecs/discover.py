@@ -1,21 +1,20 @@
 """DISCOVER as a codec of the benchmark: one ``.dsc`` per image, decoded once per consumer.
 
-Config (``type: discover``): ``trained: <discover_training entry>`` (the embedded mini models
-under weights/<name>/) or ``architecture: full`` with ``weights: {rate: file}`` and ``vae`` (a
-local ``from_pretrained`` directory or a Hub id through the weights cache). ``tasks`` maps a task
-name to its mask source: ``gt`` (the dataset's annotated boxes) or ``none`` (nothing
-transmitted for the task) or ``grounding`` (the default: the boxes the semantics stage grounded
-for the task's labels, discover.semantics); ``consumers`` picks which decodings the tables show
-(``human`` = all of ŷ). Without ``composition`` a consumer's image is the VAE decoder on ẑ_c
-("DISCOVER w/o composition"); with ``composition: {prior, control, steps: {machine, human},
-prompt, seed}`` ẑ_c conditions the diffusion prior through the control module of the rate
-point (``control/r<λ_R>/``), with ``steps.machine`` DDIM steps for task consumers and
-``steps.human`` for the human one (discover.composition).
+Config (``type: discover``): ``trained: <discover_training entry>`` (the embedded mini models under
+weights/<name>/) or ``architecture: full`` with ``weights: {rate: file}`` and ``vae`` (a local
+``from_pretrained`` directory or a Hub id through the weights cache). ``tasks`` maps a task name to
+its mask source: ``gt`` (the dataset's annotated boxes) or ``none`` (nothing transmitted for the
+task) or ``grounding`` (the default: the boxes the semantics stage grounded for the task's labels,
+discover.stages.semantics); ``consumers`` picks which decodings the tables show (``human`` = all of
+ŷ). Without ``composition`` a consumer's image is the VAE decoder on ẑ_c ("DISCOVER w/o
+composition"); with ``composition: {prior, control, steps: {machine, human}, prompt, seed}`` ẑ_c
+conditions the diffusion prior through the control module of the rate point (``control/r<λ_R>/``),
+with ``steps.machine`` DDIM steps for task consumers and ``steps.human`` for the human one
+(discover.composition).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,12 @@ import numpy as np
 
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
+from discover.discover_codec.bitstream import HUMAN, Container
+from discover.discover_codec.vae import SD21_VAE
 from discover.errors import CodecError
 from discover.io import write_bytes_atomic
 from discover.weights import hub_spec, resolve
 
-SD21_VAE = "stabilityai/stable-diffusion-2-1-base/vae"
-HUMAN = "human"  # the consumer receiving all of ŷ (discover.codec.bitstream.HUMAN)
 MASK_SOURCES = ("grounding", "gt", "none")
 
 
@@ -65,13 +64,9 @@ class DiscoverCodec(Codec):
     def task_specs(self) -> dict[str, dict]:
         return {str(k): dict(v or {}) for k, v in (self.cfg.get("tasks") or {}).items()}
 
-    def consumers(
-        self, has_annotations: bool = True, grounding_needs_annotations: bool | None = None
-    ) -> list[str]:
+    def consumers(self, has_annotations: bool, grounding_needs_annotations: bool) -> list[str]:
         """Consumers evaluated on a dataset: the configured ones whose masks it can give
         (``gt``, and ``grounding`` with the oracle grounder, need annotations)."""
-        if grounding_needs_annotations is None:
-            grounding_needs_annotations = bool(self.cfg.get("grounding_needs_annotations"))
         needs = {"gt", "grounding"} if grounding_needs_annotations else {"gt"}
         usable = [t for t, src in self.tasks.items() if src not in needs or has_annotations]
         wanted = self.cfg.get("consumers") or [HUMAN, *self.tasks]
@@ -80,7 +75,8 @@ class DiscoverCodec(Codec):
     @property
     def trained_dir(self) -> Path | None:
         """weights/<trained>/ of the repository (the DAG passes explicit paths instead)."""
-        from discover.codec.api import REPO_WEIGHTS
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
+        from discover.discover_codec.model import REPO_WEIGHTS
 
         trained = self.cfg.get("trained")
         return REPO_WEIGHTS / str(trained) if trained else None
@@ -106,6 +102,7 @@ class DiscoverCodec(Codec):
 
     def official_weights(self, rate) -> list:
         """The SD VAE (unless local) and, with composition from a Hub prior, its five parts."""
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
         from discover.composition.pipeline import COMPONENTS
 
         specs = super().official_weights(rate)
@@ -117,6 +114,7 @@ class DiscoverCodec(Codec):
     @property
     def composition(self):
         """CompositionSettings, or None ("w/o composition")."""
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
         from discover.composition import CompositionSettings
 
         cfg = self.cfg.get("composition")
@@ -130,12 +128,13 @@ class DiscoverCodec(Codec):
 
     def composer(self, rate):
         """The composition pipeline of a rate point (loaded once per job)."""
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
         from discover.composition import CompositionPipeline
 
         key = ("composer", str(rate))
         if key not in self._models:
             self._models[key] = CompositionPipeline.from_settings(
-                self.composition, rate, cache=self.cfg.get("weights_cache"), device=self.device
+                self.composition, rate, cache=self.weights_cache, device=self.device
             )
         return self._models[key]
 
@@ -145,7 +144,8 @@ class DiscoverCodec(Codec):
 
     def model(self, rate):
         """The DiscoverModel of a rate point (loaded once per job)."""
-        from discover.codec.api import PRESETS, DiscoverModel
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
+        from discover.discover_codec.model import PRESETS, DiscoverModel
 
         key = str(rate)
         if key not in self._models:
@@ -155,7 +155,7 @@ class DiscoverCodec(Codec):
                 self.vae_ref,
                 self.model_id,
                 key,
-                cache=self.cfg.get("weights_cache"),
+                cache=self.weights_cache,
                 device=self.device,
                 codec_config=PRESETS[arch] if arch else None,
             )
@@ -199,7 +199,8 @@ class DiscoverCodec(Codec):
     # -- the Codec interface ----------------------------------------------------------------
     def encode_container(self, image: np.ndarray, rate, boxes: Mapping[str, list] | None = None):
         """The ``.dsc`` Container of ``image`` with a stream per task of ``boxes``."""
-        from discover.codec.api import masks_from_boxes
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
+        from discover.discover_codec.model import masks_from_boxes
 
         h, w = image.shape[:2]
         masks = masks_from_boxes(boxes or {}, h, w)
@@ -218,7 +219,6 @@ class DiscoverCodec(Codec):
         return ("composition", settings.steps_for(consumer))
 
     def decode(self, path: Path, shape: tuple[int, int], rate, consumer: str = HUMAN):
-        from discover.codec.bitstream import Container
 
         container = Container.from_bytes(Path(path).read_bytes(), str(path))
         if (container.height, container.width) != tuple(shape):
@@ -229,18 +229,9 @@ class DiscoverCodec(Codec):
         settings = self.composition
         if settings is None:
             return self.model(rate).decode(container, consumer, str(path))
-        return self.model(rate).decode_composed(
-            container, consumer, self.composer(rate), settings, str(path)
+        # diffusers loads on use (every codec job imports this adapter)
+        from discover.composition import decode_composed
+
+        return decode_composed(
+            self.model(rate), container, consumer, self.composer(rate), settings, str(path)
         )
-
-
-def load_image_annotations(reference_dir: str | Path) -> dict[str, list] | None:
-    """Image id -> its COCO annotations, from a reference shard (None without annotations)."""
-    path = Path(reference_dir) / "annotations.json"
-    if not path.is_file():
-        return None
-    coco = json.loads(path.read_text())
-    by_image: dict[int, list] = {}
-    for a in coco["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(a)
-    return {Path(img["file_name"]).stem: by_image.get(img["id"], []) for img in coco["images"]}

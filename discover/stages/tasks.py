@@ -1,0 +1,216 @@
+"""Stages of rules/tasks.smk: task predictions, their metrics, the task table and Fig. 8."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from discover.errors import DiscoverError
+from discover.io import atomic_dir, atomic_path, write_text_atomic
+from discover.plots import rd_plot
+from discover.shards import (
+    coco_ids,
+    merged_annotations,
+    read_annotations,
+    read_image,
+)
+from discover.stages.common import (
+    NOT_EVALUATED,
+    markdown_table,
+)
+
+log = logging.getLogger("discover")
+
+
+def run_task_predict(
+    config: Mapping[str, Any],
+    task: str,
+    reference_dir: str | Path,
+    images_dirs: Mapping[str, str | Path],
+    out_dir: str | Path,
+) -> dict[str, list]:
+    """A task model's predictions on one shard of decoded (or reference) images at each rate
+    point (``images_dirs``: rate -> folder of PNGs), saved per image as ``out_dir/<rate>.json``
+    (COCO results / top-k) so that metrics can be recomputed without the model. The model is
+    loaded once for all rate points."""
+    # the task package loads its models (PyTorch): the task-table jobs run without it
+    from discover.tasks import get_task, save_predictions
+
+    t = get_task(task, config, config.get("weights_cache"))
+    ids = coco_ids(reference_dir)
+    annotations = read_annotations(reference_dir)
+    categories = None if annotations is None else annotations["categories"]
+
+    def images(folder: Path):
+        for stem, coco_id in ids.items():
+            yield coco_id, read_image(folder, stem)
+
+    out = {}
+    with atomic_dir(out_dir) as tmp:
+        for rate, folder in images_dirs.items():
+            out[str(rate)] = t.predict(images(Path(folder)), categories=categories)
+            save_predictions(Path(tmp) / f"{rate}.json", out[str(rate)])
+    return out
+
+
+def run_task_eval(
+    config: Mapping[str, Any],
+    task: str,
+    reference_dirs: Sequence[str | Path],
+    predictions: Mapping[str, Sequence[str | Path]],
+    out_csv: str | Path,
+) -> pd.DataFrame:
+    """Task metrics of one table row at each rate point (``predictions``: rate -> the shards'
+    prediction files), from the saved predictions and the shards' annotations/labels."""
+    # the task package and registry load PyTorch: the task-table jobs run without it
+    from discover.tasks import classification_accuracy, coco_evaluate, load_predictions
+    from discover.tasks.registry import resolve, task_type
+
+    cfg = dict((config.get("tasks") or {})[task])
+    cls = resolve(task_type(task, cfg))
+    gt = merged_annotations(reference_dirs)
+    ids = [i for d in reference_dirs for i in coco_ids(d).values()]
+    evaluator = str(cfg.get("evaluator", "pycocotools"))
+    rows = []
+    for rate, files in predictions.items():
+        preds = [p for f in files for p in load_predictions(f)]
+        # the task types' own evaluation, from saved predictions (no model needed)
+        if hasattr(cls, "iou_types"):
+            metrics: dict = {}
+            for iou_type in cls.iou_types:
+                metrics.update(
+                    coco_evaluate(preds, gt, iou_type, evaluator=evaluator, image_ids=ids)
+                )
+        else:
+            metrics = classification_accuracy(preds, gt, image_ids=ids)
+        row = {"rate": str(rate), "images": len(ids)}
+        row.update({f"{task}_{k}": v for k, v in metrics.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+    log.info("task %s (%s): %d rate points", task, cls.name, len(rows))
+    return df
+
+
+def task_tables(
+    config: Mapping[str, Any],
+    dataset: str,
+    bd_csv: str | Path,
+    reference_csvs: Mapping[str, str | Path],
+    table_csv: str | Path,
+    table_md: str | Path,
+    ablation_roles: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The paper-style machine-task table of a dataset: rows codecs, columns tasks: BD-rate (%)
+    of each task's main metric against the anchor, and the uncompressed images' score;
+    ``ablation_roles``: row -> its role in the paper's ablation (a column when given)."""
+    bd = pd.read_csv(bd_csv)
+    tasks = config.get("tasks") or {}
+    main = {t: main_task_metric(t, tasks[t]) for t in reference_csvs}
+    rows = []
+    reference = {"row": "uncompressed", "label": "uncompressed (reference images)"}
+    for t, path in reference_csvs.items():
+        ref = pd.read_csv(path)
+        reference[f"{main[t]}"] = float(ref[main[t]].iloc[0])
+        reference[f"BD-rate {main[t]} (%)"] = ""
+    reasons: dict[str, int] = {}  # why a BD-rate is missing -> its footnote number
+    md_rows = []
+    roles = ablation_roles or {}
+    if roles:
+        reference["ablation"] = ""
+    for codec, g in bd.groupby("codec", sort=False):
+        row = {"row": codec, "label": g["label"].iloc[0]}
+        if roles:
+            row["ablation"] = roles.get(codec) or ""
+        md_row = dict(row)
+        for column in main.values():
+            hit = g[g["metric"] == column]
+            row[column] = md_row[column] = ""
+            value = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
+            key = f"BD-rate {column} (%)"
+            row[key] = md_row[key] = "" if pd.isna(value) else f"{value:.2f}"
+            note = hit["note"].iloc[0] if len(hit) else None
+            if pd.isna(value) and isinstance(note, str) and note.startswith(NOT_EVALUATED):
+                md_row[key] = "—"
+            elif pd.isna(value) and isinstance(note, str):
+                reason = note
+                number = reasons.setdefault(reason, len(reasons) + 1)
+                md_row[key] = f"not computed [{number}]"
+        rows.append(row)
+        md_rows.append(md_row)
+    table = pd.DataFrame([reference, *rows])
+    with atomic_path(table_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    envelope = config["bd"]["envelope"]
+    lines = [
+        f"# Machine tasks on {dataset}",
+        "",
+        f"BD-rate (%) of each task's main metric against the anchor `{config.get('anchor')}` "
+        "(negative = fewer bits for the same task accuracy); the first row is the task models' "
+        "score on the uncompressed images. DISCOVER rows are its task stream "
+        "(`codec@task`) and its full stream (`codec@human`); the ablation column names the "
+        "paper's Fig. 8 variants (w/o composition: the VAE decodes ẑ_c; w/o disentanglement: "
+        "the full stream goes to the machine). "
+        + (
+            "Each curve is reduced to its Pareto front first (points whose accuracy is not above "
+            "a cheaper point of the same codec are dropped, listed in bd.csv's note)."
+            if envelope == "pareto"
+            else "Curves that are not strictly monotone get no BD-rate (bd.envelope: none)."
+        ),
+        "",
+        markdown_table(pd.DataFrame([reference, *md_rows]).fillna("")),
+    ]
+    if reasons:
+        lines += ["", *(f"[{n}] {reason}" for reason, n in reasons.items())]
+    write_text_atomic(table_md, "\n".join(lines) + "\n")
+    return table
+
+
+def main_task_metric(task: str, task_cfg: Mapping[str, Any]) -> str:
+    """The rd.csv column of a task's headline metric (bbox AP, segm AP, top-1)."""
+    # the task registry loads the task modules (PyTorch) on first use
+    from discover.tasks.registry import resolve, task_type
+
+    return f"{task}_{resolve(task_type(task, task_cfg)).metrics[0]}"
+
+
+def ablation_plot(
+    dataset: str,
+    task: str,
+    task_cfg: Mapping[str, Any],
+    rows: Mapping[str, str],
+    rd_csv: str | Path,
+    reference_csv: str | Path,
+    png: str | Path,
+    pdf: str | Path,
+) -> pd.DataFrame:
+    """Paper Fig. 8 for one task: its headline metric vs bpp for DISCOVER's ablation rows
+    (``rows``: row -> legend label) and the uncompressed images' score as a line."""
+
+    metric = main_task_metric(task, task_cfg)
+    rd = pd.read_csv(rd_csv, dtype={"rate": str})
+    missing = sorted(set(rows) - set(rd["codec"]))
+    if missing:
+        raise DiscoverError(f"{rd_csv}: no rows {missing} for the {task} ablation plot")
+    if metric not in rd:
+        raise DiscoverError(f"{rd_csv}: no column {metric!r} for the {task} ablation plot")
+    sub = rd[rd["codec"].isin(list(rows))].copy()
+    sub["codec"] = pd.Categorical(sub["codec"], categories=list(rows), ordered=True)
+    sub = sub.sort_values(["codec", "bpp"])
+    sub["codec"] = sub["codec"].astype(str)
+    sub["label"] = sub["codec"].map(dict(rows))
+    reference = float(pd.read_csv(reference_csv)[metric].iloc[0])
+    rd_plot(
+        sub,
+        metric,
+        png,
+        pdf,
+        title=f"{dataset}: ablation ({task})",
+        reference=reference,
+    )
+    return sub
