@@ -222,3 +222,14 @@ def test_a_circle_introduced_in_the_package_is_found(tmp_path):
     }
     edges = {m: imports(p, set(mods)) - {m} for m, p in mods.items()}
     assert circles(edges) == [["discover.a", "discover.b"]]
+
+
+def test_the_architecture_page_names_the_same_layers():
+    """docs/architecture.md's layer table and this test's LAYERS stay one list."""
+    text = (ROOT / "docs/architecture.md").read_text()
+    table = text.split("## Layers", 1)[1].split("\n\n")[2]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    documented = [
+        (name.strip(), tuple(p.strip() for p in parts.split(","))) for name, parts in rows
+    ]
+    assert documented == LAYERS
