@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,7 @@ from discover.codecs import get_codec
 from discover.errors import CodecError
 from discover.io import atomic_path
 from discover.metrics.catalog import image_scorers
-from discover.shards import (
-    read_index,
-)
+from discover.shards import read_index
 
 log = logging.getLogger("discover")
 
@@ -23,8 +22,16 @@ log = logging.getLogger("discover")
 NOT_EVALUATED = "not evaluated"
 
 
-def codec_job(config, codec: str, rate: str, reference_dir, threads: int, metric_status=None):
-    """(codec, rate value, shard index, fidelity metrics) of a per-shard codec job."""
+def codec_job(
+    config: Mapping[str, Any],
+    codec: str,
+    rate: str,
+    reference_dir: str | Path,
+    threads: int,
+    metric_status: Mapping[str, str] | None = None,
+):
+    """(codec, rate value, shard index, per-image scorers) of a per-shard codec job;
+    ``metric_status``: the metrics not computed (their weights are missing)."""
     c = get_codec(codec, config, threads=threads)
     value = rate_value(config["codecs"][codec]["rates"], rate, codec)
     return c, value, read_index(reference_dir), image_scorers(config, metric_status or {})

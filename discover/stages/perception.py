@@ -12,9 +12,7 @@ import pandas as pd
 
 from discover.io import atomic_path, write_text_atomic
 from discover.metrics.catalog import metric_columns, metric_info
-from discover.stages.common import (
-    markdown_table,
-)
+from discover.stages.common import markdown_table
 
 log = logging.getLogger("discover")
 

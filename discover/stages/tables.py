@@ -22,9 +22,7 @@ from discover.shards import (
     read_image,
     read_index,
 )
-from discover.stages.common import (
-    NOT_EVALUATED,
-)
+from discover.stages.common import NOT_EVALUATED
 
 log = logging.getLogger("discover")
 
