@@ -110,9 +110,9 @@ def test_official_weights_load_from_the_cache_through_compressai_loading(image, 
         "type": "compressai",
         "architecture": "bmshj2018-hyperprior",
         "rates": [1],
-        "weights_cache": str(tmp_path),
     }
-    codec = get_codec("z", {"codecs": {"z": entry}})
+    config = {"codecs": {"z": entry}, "weights_cache": str(tmp_path)}
+    codec = get_codec("z", config)
     with pytest.raises(WeightsMissingError, match="snakemake fetch_weights"):
         codec.encode(image, 1, tmp_path / "a.cai")
     # A state dict saved under the official name in the official layout (quality 1: N=128,
@@ -126,7 +126,7 @@ def test_official_weights_load_from_the_cache_through_compressai_loading(image, 
         for k, v in model.state_dict().items()
     }
     torch.save(state, tmp_path / spec.filename)
-    codec = get_codec("z", {"codecs": {"z": entry}})
+    codec = get_codec("z", config)
     codec.encode(image, 1, tmp_path / "a.cai")
     assert codec.decode(tmp_path / "a.cai", image.shape[:2], 1).shape == image.shape
 

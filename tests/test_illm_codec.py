@@ -47,7 +47,7 @@ def test_round_trip_is_deterministic(weights, tmp_path):
 def test_official_weights_come_from_the_cache(tmp_path):
     codec = get_codec(
         "illm",
-        {"codecs": {"illm": {"type": "illm", "rates": [1, 6], "weights_cache": str(tmp_path)}}},
+        {"codecs": {"illm": {"type": "illm", "rates": [1, 6]}}, "weights_cache": str(tmp_path)},
     )
     assert codec.official_weight(1).filename == "msillm_target_0.035bpp.ckpt"
     assert codec.official_weight(6).filename == "msillm_target_0.9bpp.ckpt"
