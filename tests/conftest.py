@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -172,6 +173,19 @@ def snakemake(
         env={**os.environ, "PYTHONHASHSEED": "0"},
         **popen,
     )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` PyTorch threads, as a rule job with ``threads: n`` does
+    (discover.rule_context): float reductions can differ between thread counts, so a
+    recomputation of a job's numbers uses the job's count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tree_digest(root: Path, pattern: str = "**/*") -> dict[str, str]:

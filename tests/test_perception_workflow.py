@@ -24,6 +24,7 @@ from .conftest import (
     save_random_backbone,
     snakemake,
     tiny_config,
+    torch_threads,
     write_config,
 )
 
@@ -112,20 +113,26 @@ def test_demo_fid_and_kid_equal_clean_fid_on_the_same_patch_folders(perception_r
         shutil.copy(png, decoded / png.name)
     n = write_fid_patches(work / "results/scenes/reference/s0000", tmp_path / "ref", PATCH, True)
     assert write_fid_patches(decoded, tmp_path / "out", PATCH, True) == n
-    model = work / "weights/tiny-classifier/model.pth"
-    extractor = demo_feature_extractor(model)
-    options = dict(mode="clean", num_workers=0, batch_size=16, device=torch.device("cpu"))
-    expected_fid = fid.compute_fid(
-        str(tmp_path / "ref"),
-        str(tmp_path / "out"),
-        custom_feat_extractor=extractor,
-        verbose=False,
-        **options,
-    )
-    ref_feats = fid.get_folder_features(str(tmp_path / "ref"), extractor, verbose=False, **options)
-    out_feats = fid.get_folder_features(str(tmp_path / "out"), extractor, verbose=False, **options)
-    np.random.seed(0)  # the config's seed: KID's subsets
-    expected_kid = fid.kernel_distance(ref_feats, out_feats)
+    # the fid_kid job runs with one thread (rules/perception.smk): recompute as it does
+    with torch_threads(1):
+        model = work / "weights/tiny-classifier/model.pth"
+        extractor = demo_feature_extractor(model)
+        options = dict(mode="clean", num_workers=0, batch_size=16, device=torch.device("cpu"))
+        expected_fid = fid.compute_fid(
+            str(tmp_path / "ref"),
+            str(tmp_path / "out"),
+            custom_feat_extractor=extractor,
+            verbose=False,
+            **options,
+        )
+        ref_feats = fid.get_folder_features(
+            str(tmp_path / "ref"), extractor, verbose=False, **options
+        )
+        out_feats = fid.get_folder_features(
+            str(tmp_path / "out"), extractor, verbose=False, **options
+        )
+        np.random.seed(0)  # the config's seed: KID's subsets
+        expected_kid = fid.kernel_distance(ref_feats, out_feats)
 
     rows = pd.read_csv(work / "results/metrics/scenes/fid/jpeg.csv", dtype={"rate": str})
     got = rows.set_index("rate").loc["15"]
