@@ -223,8 +223,9 @@ _NOT_DIGESTED = ("logs/", "benchmarks/", "plots/", "report", ".snakemake/")
 
 
 #: provenance fields of a labels file that differ between two runs of the same config: when it
-#: was written, and the address of the test's chat server (a free port)
-_RUN_FIELDS = ("created_utc", "base_url")
+#: was written, the address of the test's chat server (a free port), and the absolute path of a
+#: static label list (where the checkout lies)
+_RUN_FIELDS = ("created_utc", "base_url", "resolved")
 
 
 def _without_run_fields(value):
