@@ -16,6 +16,7 @@ import pytest
 import torch
 import torchvision
 import yaml
+from threadpoolctl import threadpool_limits
 
 from discover.plan import snakemake_command
 
@@ -176,14 +177,15 @@ def snakemake(
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` PyTorch threads, as a rule job with ``threads: n`` does
-    (discover.rule_context): float reductions can differ between thread counts, so a
+def job_threads(n: int):
+    """Run a block with ``n`` PyTorch and BLAS threads, as a rule job with ``threads: n`` does
+    (discover.rule_context sets both): float reductions can differ between thread counts, so a
     recomputation of a job's numbers uses the job's count."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -466,7 +466,7 @@ def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tm
     from discover.discover_codec.bitstream import Container
     from discover.discover_codec.model import load_model_dir
 
-    from .conftest import ROOT, snakemake, tiny_config, torch_threads, write_config
+    from .conftest import ROOT, job_threads, snakemake, tiny_config, write_config
 
     cfg = tiny_config(shard_size=4)
     settings = {
@@ -497,7 +497,7 @@ def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tm
     for consumer in ("human", "detection"):
         (png,) = sorted((out / f"discover-gen@{consumer}/1/s0000").glob("*.png"))[:1]
         stream = Container.from_bytes((png.with_suffix(".dsc")).read_bytes())
-        with torch_threads(1):  # the decode job's threads (rules/discover.smk)
+        with job_threads(1):  # the decode job's threads (rules/discover.smk)
             expected = decode_composed(
                 model, stream, consumer, pipe, CompositionSettings.from_dict(settings)
             )

@@ -21,10 +21,10 @@ from discover.metrics.perceptual import lpips_backbone_weight, lpips_distance, t
 
 from .conftest import (
     check_recorded_digest,
+    job_threads,
     save_random_backbone,
     snakemake,
     tiny_config,
-    torch_threads,
     write_config,
 )
 
@@ -114,7 +114,7 @@ def test_demo_fid_and_kid_equal_clean_fid_on_the_same_patch_folders(perception_r
     n = write_fid_patches(work / "results/scenes/reference/s0000", tmp_path / "ref", PATCH, True)
     assert write_fid_patches(decoded, tmp_path / "out", PATCH, True) == n
     # the fid_kid job runs with one thread (rules/perception.smk): recompute as it does
-    with torch_threads(1):
+    with job_threads(1):
         model = work / "weights/tiny-classifier/model.pth"
         extractor = demo_feature_extractor(model)
         options = dict(mode="clean", num_workers=0, batch_size=16, device=torch.device("cpu"))
