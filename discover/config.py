@@ -12,6 +12,7 @@ import jsonschema
 import yaml
 
 from discover.codecs import registry
+from discover.codecs.command import check_templates
 from discover.datasets.base import PROTOCOLS
 from discover.errors import ConfigError
 
@@ -124,6 +125,84 @@ def _check_references(config: Mapping) -> None:
                 f"config key codecs.{name}.type: unknown codec type {entry['type']!r} "
                 f"(registered: {', '.join(sorted(registry.available()))}; a plugin is "
                 "'module:Class' or a 'discover.codecs' entry point)"
+            )
+        if entry["type"] == "command":
+            check_templates(name, entry)
+    _check_cross_references(config)
+
+
+def _entries(config: Mapping, *sections: str) -> str:
+    """The entries of config sections, for an error message: "task_training: a, b"."""
+    return "; ".join(f"{s}: {', '.join(config.get(s) or {}) or 'none'}" for s in sections)
+
+
+def _check_known(config: Mapping, key: str, name: Any, *sections: str) -> None:
+    """``name`` (the value of config key ``key``) must be an entry of one of ``sections``."""
+    if not any(name in (config.get(s) or {}) for s in sections):
+        kinds = " or ".join(sections)
+        raise ConfigError(
+            f"config key {key}: {name!r} is not a {kinds} entry ({_entries(config, *sections)})"
+        )
+
+
+def _check_cross_references(config: Mapping) -> None:
+    """Names of trained models, tasks and datasets that other keys refer to must exist: these
+    are read while the DAG is built (input functions), too late for a clear error."""
+    datasets = config["datasets"]
+    for name, entry in config["codecs"].items():
+        if "trained" in entry and entry["type"] == "compressai":
+            _check_known(config, f"codecs.{name}.trained", entry["trained"], "zoo_training")
+        if "trained" in entry and entry["type"] == "discover":
+            _check_known(
+                config,
+                f"codecs.{name}.trained",
+                entry["trained"],
+                "discover_training",
+                "composition_training",
+            )
+        if entry["type"] == "discover" and entry.get("consumers"):
+            tasks = [str(t) for t in entry.get("tasks") or {}]
+            for consumer in entry["consumers"]:
+                if consumer != "human" and consumer not in tasks:
+                    raise ConfigError(
+                        f"config key codecs.{name}.consumers: {consumer!r} is neither 'human' "
+                        f"nor one of the codec's tasks (codecs.{name}.tasks: "
+                        f"{', '.join(tasks) or 'none'})"
+                    )
+    for task, entry in (config.get("tasks") or {}).items():
+        if entry.get("trained") is not None:
+            _check_known(config, f"tasks.{task}.trained", entry["trained"], "task_training")
+        for dataset in entry.get("datasets") or []:
+            if dataset not in datasets:
+                raise ConfigError(
+                    f"config key tasks.{task}.datasets: {dataset!r} is not a configured dataset "
+                    f"(datasets: {', '.join(datasets)})"
+                )
+    for model, spec in (config.get("task_training") or {}).items():
+        init = spec.get("init")
+        if init == model:
+            raise ConfigError(
+                f"config key task_training.{model}.init: a model cannot start from itself"
+            )
+        if init is not None:
+            _check_known(config, f"task_training.{model}.init", init, "task_training")
+    grounding = grounding_config(config)
+    if grounding["backend"] == "detector":
+        detector = grounding.get("detector") or {}
+        if detector.get("trained") is not None:
+            key = "semantics.grounding.detector.trained"
+            _check_known(config, key, detector["trained"], "task_training")
+        elif not detector.get("checkpoint"):
+            trained = _entries(config, "task_training")
+            raise ConfigError(
+                "config key semantics.grounding.detector: the detector backend needs a "
+                f"checkpoint (or trained: <task_training entry>; {trained})"
+            )
+    for dataset in (config.get("visual_grid") or {}).get("datasets") or []:
+        if dataset not in datasets:
+            raise ConfigError(
+                f"config key visual_grid.datasets: {dataset!r} is not a configured dataset "
+                f"(datasets: {', '.join(datasets)})"
             )
 
 

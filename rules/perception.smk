@@ -1,6 +1,8 @@
 # Human perception: FID/KID per table row over every image of a dataset (LPIPS and DISTS are
-# per image, in the codec jobs), then the paper's Table 2 per dataset. A metric whose weight is
-# not in the weights cache is reported as "not computed" with its reason; the DAG still finishes.
+# per image, in the codec jobs), then the perception table per dataset (BD-LPIPS, BD-DISTS,
+# BD-FID, BD-KID per row against the anchor; the paper plots these metrics in its Fig. 6). A
+# metric whose weight is not in the weights cache is reported as "not computed" with its
+# reason; the DAG still finishes.
 
 
 rule fid_reference:
@@ -69,7 +71,7 @@ rule perception_table:
             subcategory="{dataset}",
             labels={
                 "dataset": "{dataset}",
-                "table": "Table 2 (BD-FID, BD-DISTS, ...)",
+                "table": "perception: BD-LPIPS/BD-DISTS/BD-FID/BD-KID per row",
             },
         ),
         md=f"{OUT}/tables/{{dataset}}/perception.md",

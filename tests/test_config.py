@@ -86,13 +86,94 @@ def test_schema_documents_every_top_level_key():
     assert set(default) <= set(schema["properties"])
 
 
-def test_references_to_trained_task_models_name_the_key():
-    base = {"tasks": {"detection": {"trained": "det"}}, "task_training": {}}
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def _listing(section: str) -> str:
+    """The entries of a section of the embedded default, as the error lists them."""
+    return f"{section}: {', '.join(DEFAULT[section])}"
+
+
+def _grounding_without_detector(c):
+    c["semantics"]["grounding"]["detector"] = {"score_threshold": 0.5}
+
+
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (
+            lambda c: c["tasks"]["detection"].update(trained="nope"),
+            "config key tasks.detection.trained: 'nope' is not a task_training entry "
+            f"({_listing('task_training')})",
+        ),
+        (
+            lambda c: c["task_training"]["scenes-segmenter"].update(init="nope"),
+            "config key task_training.scenes-segmenter.init: 'nope' is not a task_training "
+            f"entry ({_listing('task_training')})",
+        ),
+        (
+            lambda c: c["task_training"]["scenes-segmenter"].update(init="scenes-segmenter"),
+            "task_training.scenes-segmenter.init: a model cannot start from itself",
+        ),
+        (
+            lambda c: c["semantics"]["grounding"]["detector"].update(trained="nope"),
+            "config key semantics.grounding.detector.trained: 'nope' is not a task_training "
+            f"entry ({_listing('task_training')})",
+        ),
+        (
+            _grounding_without_detector,
+            "config key semantics.grounding.detector: the detector backend needs a checkpoint",
+        ),
+        (
+            lambda c: c["codecs"]["hyperprior-mini"].update(trained="nope"),
+            "config key codecs.hyperprior-mini.trained: 'nope' is not a zoo_training entry "
+            f"({_listing('zoo_training')})",
+        ),
+        (
+            lambda c: c["codecs"]["discover"].update(trained="nope"),
+            "config key codecs.discover.trained: 'nope' is not a discover_training or "
+            f"composition_training entry ({_listing('discover_training')}; "
+            f"{_listing('composition_training')})",
+        ),
+        (
+            lambda c: c["codecs"]["discover"].update(consumers=["human", "detecton"]),
+            "config key codecs.discover.consumers: 'detecton' is neither 'human' nor one of "
+            "the codec's tasks (codecs.discover.tasks: detection, instance_segmentation, "
+            "classification)",
+        ),
+        (
+            lambda c: c["tasks"]["detection"].update(datasets=["coco"]),
+            "config key tasks.detection.datasets: 'coco' is not a configured dataset "
+            f"(datasets: {', '.join(DEFAULT['datasets'])})",
+        ),
+        (
+            lambda c: c.update(visual_grid={"datasets": ["coco"]}),
+            "config key visual_grid.datasets: 'coco' is not a configured dataset",
+        ),
+    ],
+)
+def test_references_to_other_entries_fail_at_validation(mutate, needle):
+    """A key naming a trained model, task or dataset that the config lacks fails when the
+    config is validated (before the plan, the DAG and any job), naming the key and what
+    exists."""
+    validate_config(copy.deepcopy(DEFAULT))  # the embedded default is fine
+    cfg = copy.deepcopy(DEFAULT)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert needle in str(err.value)
+
+
+def test_references_hold_on_a_tiny_config():
+    """The same checks on configs that lack the referenced section altogether."""
     cases = [
-        (base, "tasks.detection.trained: 'det' is not a task_training entry"),
+        (
+            {"tasks": {"detection": {"trained": "det"}}},
+            "tasks.detection.trained: 'det' is not a task_training entry (task_training: none)",
+        ),
         (
             {"task_training": {"seg": {"kind": "instance_segmentation", "init": "det"}}},
-            "task_training.seg.init: 'det' is not a task_training entry",
+            "task_training.seg.init: 'det' is not a task_training entry (task_training: seg)",
         ),
         (
             {"semantics": {"grounding": {"backend": "detector", "detector": {"trained": "det"}}}},
@@ -100,15 +181,96 @@ def test_references_to_trained_task_models_name_the_key():
         ),
     ]
     for extra, needle in cases:
-        plan = Plan(validate_config(tiny_config(**extra)))
         with pytest.raises(ConfigError) as err:
-            if "tasks" in extra:
-                plan.task_checkpoint("detection")
-            elif "task_training" in extra:
-                plan.task_init("seg")
-            else:
-                plan.grounding_weight_files()
+            validate_config(tiny_config(**extra))
         assert needle in str(err.value)
+    # another backend does not read the detector section
+    other = {"semantics": {"grounding": {"backend": "gt", "detector": {"trained": "det"}}}}
+    validate_config(tiny_config(**other))
+
+
+def test_fid_demo_names_the_classifier_training_entries():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["fid"]["demo"] = "nope"
+    plan = Plan(validate_config(cfg), basedir=ROOT)
+    with pytest.raises(ConfigError) as err:
+        plan.demo_features_model  # noqa: B018 (the property raises)
+    assert "config key fid.demo" in str(err.value)
+    assert f"(got 'nope'; {_listing('classifier_training')})" in str(err.value)
+
+
+CWEBP = yaml.safe_load((ROOT / "docs/examples/command_codec.yaml").read_text())["cwebp"]
+PATHS = {"input": "in.png", "output": "out.bin", "rate": "'5'"}
+
+
+@pytest.mark.parametrize(
+    "key,template,needle",
+    [
+        ("encode", "cwebp -q {rate} image.png -o {output}", "the template lacks {input}"),
+        ("encode", "cwebp -q {rate} {input}", "the template lacks {output}"),
+        ("encode", "cwebp {input} -o {output}", "the template lacks {rate}"),
+        ("decode", "dwebp {input}", "the template lacks {output}"),
+        ("decode", "dwebp -o {output}", "the template lacks {input}"),
+        ("decode", "dwebp {input} -o {output} {quality}", "unknown placeholder {quality}"),
+        ("decode", "dwebp {} {output}", "unknown placeholder {}"),
+        ("encode", "cwebp -q {rate:03d} {input} -o {output}", "no conversion or format spec"),
+        ("encode", "cwebp -q {rate} {input} -o {output} }", "not a valid template"),
+    ],
+)
+def test_command_codec_templates_are_checked(key, template, needle):
+    """A command codec whose templates cannot run fails at validation, naming the template's
+    key; what passes formats like the job formats it."""
+    cfg = tiny_config()
+    cfg["codecs"]["cwebp"] = {**CWEBP, key: template}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert f"config key codecs.cwebp.{key}:" in str(err.value)
+    assert needle in str(err.value)
+    # the job would fail on it (str.format) or get no path for the file it reads/writes
+    try:
+        formatted = template.format(**PATHS)
+    except (KeyError, IndexError, ValueError):
+        return
+    assert not all(p in formatted for p in ("in.png", "out.bin", "'5'"))
+
+
+@pytest.mark.parametrize(
+    "key,template,rates",
+    [
+        ("encode", CWEBP["encode"], [10, 40]),
+        ("encode", "cwebp -q 80 {input} -o {output}", [1]),  # one rate point: no {rate} needed
+        ("decode", "dwebp {input} -o {output}", [10, 40]),
+        ("decode", "dwebp {input} -o {output} && awk '{{print}}' /dev/null", [10, 40]),
+    ],
+)
+def test_command_codec_templates_that_run_pass(key, template, rates):
+    cfg = tiny_config()
+    cfg["codecs"]["cwebp"] = {**CWEBP, key: template, "rates": rates}
+    validate_config(cfg)
+    formatted = template.format(**PATHS)
+    assert "in.png" in formatted and "out.bin" in formatted
+
+
+def test_broken_references_fail_before_the_dag_is_built(tmp_path):
+    """Through Snakemake: a dry run on a config with a dangling reference or a command template
+    without {output} stops at config validation, with the key and no traceback."""
+    from .conftest import snakemake, write_config
+
+    task = copy.deepcopy(DEFAULT)
+    task["tasks"]["detection"]["trained"] = "nope"
+    command = copy.deepcopy(DEFAULT)
+    command["codecs"]["cwebp"] = {**CWEBP, "encode": "cwebp -q {rate} {input}"}
+    for name, cfg, key in [
+        ("task", task, "tasks.detection.trained"),
+        ("command", command, "codecs.cwebp.encode"),
+    ]:
+        config = write_config(tmp_path / f"{name}.yaml", cfg)
+        proc = snakemake(tmp_path / name, config, "-n", timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out[-3000:]
+        assert f"config key {key}:" in out, out[-3000:]
+        for marker in ("InputFunctionException", "Traceback", "Building DAG", "Job stats"):
+            assert marker not in out, out[-3000:]
 
 
 def test_every_job_config_carries_only_keys_the_schema_knows():

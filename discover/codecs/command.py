@@ -2,23 +2,82 @@
 
 Placeholders: ``{input}``, ``{output}`` (paths, shell-quoted) and ``{rate}``. Encoding reads a
 PNG and writes the bitstream; decoding reads the bitstream and writes any image format Pillow
-reads (PNG recommended), so any external codec can join the benchmark without code.
+reads (PNG recommended), so any external codec can join the benchmark without code. Both
+templates need ``{input}`` and ``{output}`` (the job passes the files only through them), and
+the encode template ``{rate}`` when there is more than one rate point (otherwise every point
+would code the same stream); :func:`check_templates` holds the config to that before any job.
+Literal braces are written ``{{`` and ``}}`` (``str.format``).
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
+import string
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
-from discover.errors import CodecError
+from discover.errors import CodecError, ConfigError
 from discover.images import write_png
+
+PLACEHOLDERS = ("input", "output", "rate")
+#: template -> what its {input} is read from and its {output} written to
+_FILES = {"encode": ("the PNG", "the bitstream"), "decode": ("the bitstream", "the decoded image")}
+
+
+def template_fields(template: str, key: str) -> set[str]:
+    """The placeholders of a command template; ConfigError naming ``key`` for anything
+    ``str.format`` would fail on in the job (an unknown or positional field, a conversion or
+    format spec, an unmatched brace)."""
+    fields = set()
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(
+            f"config key {key}: not a valid template ({exc}; write literal braces as {{{{ and }}}})"
+        ) from exc
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS:
+            raise ConfigError(
+                f"config key {key}: unknown placeholder {{{field}}} (placeholders: "
+                f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}; literal braces: {{{{ }}}})"
+            )
+        if spec or conversion:
+            raise ConfigError(
+                f"config key {key}: placeholder {{{field}}} takes no conversion or format spec "
+                "(its value is a shell-quoted string)"
+            )
+        fields.add(field)
+    return fields
+
+
+def check_templates(name: str, entry: Mapping[str, Any]) -> None:
+    """ConfigError naming ``codecs.<name>.encode`` / ``.decode`` when a template cannot run:
+    both must name ``{input}`` and ``{output}``; the encode template ``{rate}`` as soon as the
+    codec has two rate points."""
+    for key in ("encode", "decode"):
+        where = f"codecs.{name}.{key}"
+        fields = template_fields(str(entry[key]), where)
+        required = ["input", "output"]
+        if key == "encode" and len(entry.get("rates") or []) > 1:
+            required.append("rate")
+        missing = [f"{{{f}}}" for f in required if f not in fields]
+        if missing:
+            reads, writes = _FILES[key]
+            raise ConfigError(
+                f"config key {where}: the template lacks {' and '.join(missing)} ({{input}} is "
+                f"{reads} to read, {{output}} {writes} to write, {{rate}} the rate point; "
+                f"got {entry[key]!r})"
+            )
 
 
 @register_codec("command")
@@ -44,6 +103,10 @@ class CommandCodec(Codec):
         return argv[0]
 
     def check(self) -> str:
+        try:
+            check_templates(self.name, self.cfg)
+        except ConfigError as exc:
+            raise CodecError(f"codec {self.name!r}: {exc}") from exc
         for key in ("encode", "decode"):
             prog = self._program(key)
             if shutil.which(prog) is None:

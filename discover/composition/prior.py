@@ -8,7 +8,9 @@ unet/          UNet2DConditionModel   (TINY_UNET_CONFIG: ~1.2 M parameters, late
 vae/           AutoencoderKL          (a copy of the codec's VAE, weights/discover-mini/vae)
 text_encoder/  CLIPTextModel          (TINY_TEXT_CONFIG: 2 layers of width 32)
 tokenizer/     CLIPTokenizer          (byte-level vocabulary, no merges: written here, offline)
-scheduler/     DDIMScheduler          (SD 2.1-base's schedule: scaled-linear betas, ε-prediction)
+scheduler/     DDIMScheduler          (SD 2.1-base's schedule: scaled-linear betas; ε-prediction
+                                       as SD 2.1-base unless ``prediction_type`` says otherwise:
+                                       the committed weights/discover-gen/prior is v-prediction)
 model_index.json
 ```
 

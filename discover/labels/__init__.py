@@ -2,9 +2,15 @@
 
 One request per task, not per image: a chat model is asked, with the versioned prompt
 ``templates/task_labels_v1.txt``, for at least ``min_labels`` labels at the granularity the task
-needs; the grounding model later keeps those present in each image. Backends are plug-ins, one
-file each, registered with ``@register_label_generator``: ``static`` (a shipped or user list),
-``openai`` (any OpenAI-compatible endpoint) and ``transformers`` (a local chat model).
+needs; the grounding model later keeps those present in each image. The template's first
+request is Algorithm 1's six points (its "not fewer than 100" as ``min_labels``), followed by
+one line of our own asking for the answer as a JSON array and nothing else; its follow-up
+request (after the ``=== follow-up ===`` line), sent while fewer than ``min_labels`` distinct
+labels came back, is ours too: Algorithm 1 has neither.
+
+Backends are plug-ins, one file each, registered with ``@register_label_generator``: ``static``
+(a shipped or user list), ``openai`` (any OpenAI-compatible endpoint) and ``transformers`` (a
+local chat model).
 
 Config (``semantics.labels`` holds the defaults; a task's ``labels`` mapping overrides them)::
 

@@ -1,5 +1,9 @@
 """Label generators: the prompt of the paper's Algorithm 1, list parsing, and the ask-for-more loop.
 
+The shipped template (``templates/task_labels_v1.txt``) is Algorithm 1 plus two things of our
+own: an output-format line closing the first request (a JSON array, nothing else) and the
+follow-up request for more labels; Algorithm 1 has neither.
+
 A backend only has to answer a chat conversation (``complete``); the base class renders the
 versioned prompt template, parses whatever list format comes back, normalises and de-duplicates
 the labels, and asks again for *additional* labels while fewer than ``min_labels`` were found.
@@ -153,7 +157,8 @@ class PromptTemplate:
         return first.strip(), follow_up.strip()
 
     def render(self, task: str, description: str, min_labels: int) -> str:
-        """The first request: Algorithm 1 with the task, its description and the minimum."""
+        """The first request: Algorithm 1 with the task, its description and the minimum (the
+        paper's 100), then the template's output-format line (ours)."""
         # The template ends step 6 with a full stop of its own.
         description = description.strip().rstrip(".")
         return string.Template(self._parts[0]).substitute(
@@ -161,7 +166,8 @@ class PromptTemplate:
         )
 
     def render_follow_up(self, labels_so_far: list[str], min_labels: int) -> str:
-        """The request for additional labels that are not in ``labels_so_far``."""
+        """The request for additional labels that are not in ``labels_so_far`` (ours: not
+        part of Algorithm 1)."""
         return string.Template(self._parts[1]).substitute(
             count=len(labels_so_far),
             min_labels=min_labels,

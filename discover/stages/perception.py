@@ -26,8 +26,10 @@ def perception_tables(
     table_md: str | Path,
     metric_status: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The paper's Table 2 for a dataset (BD-FID, BD-DISTS, ... of every row against the
-    anchor) and the human-perception metrics at every rate point, as CSV and Markdown.
+    """The perception table of a dataset: BD-LPIPS, BD-DISTS, BD-FID, BD-KID (and their
+    BD-rates) of every row against the anchor, and the human-perception metrics at every rate
+    point, as CSV and Markdown. The paper compares human perception in curves (its Fig. 6) and
+    quotes BD-FID and BD-DISTS against VTM-12.1 in the text (§4.2.1); it has no table.
 
     A metric that is not computed shows its reason ("not computed: weight X missing, run
     `snakemake fetch_weights`") in its cells, never a blank or a made-up number."""

@@ -4,7 +4,9 @@
   control module C, the diffusion prior (UNet, VAE, text encoder) frozen:
 
   - stage I:  L = λ_R (R(ŷ) + R(ẑ)) + λ_diff ‖ε − ε_θ(z_t, t, C(ẑ_c))‖² + ‖z_c − ẑ_c‖²,
-    codec and C trained (z_t: z_c = E(x) noised to a uniform random t; λ_diff = 2);
+    codec and C trained (z_t: z_c = E(x) noised to a uniform random t; λ_diff = 2); the
+    diffusion term's target is what the prior's scheduler predicts: ε as in Eq. 4 (SD
+    2.1-base), or v for a v-prediction prior (the committed mini prior, our choice);
   - stage II: 0–50 % of ŷ zeroed at random before g_s (the codec's own stage-II masks), the
     encoder, hyperprior and entropy model frozen, g_s, M and C trained; the rate term is R(ỹ),
     the bits of the kept part of ŷ, plus R(ẑ) (constant in stage II: nothing that shapes it
@@ -22,7 +24,9 @@
   ``accelerate`` (``accelerate launch``); a CSV loss log.
 
 * :func:`train_prior` trains the tiny UNet of :mod:`discover.composition.prior` as an
-  unconditional (empty-prompt) ε-prediction prior on VAE latents of synthetic-scenes crops.
+  unconditional (empty-prompt) prior on VAE latents of synthetic-scenes crops: ε-prediction
+  by default, v-prediction with ``scheduler: {prediction_type: v_prediction}`` (the committed
+  ``weights/discover-gen/prior`` and config.yaml; docs/composition.md says why).
 """
 
 from __future__ import annotations
@@ -186,8 +190,9 @@ class CompositionTrainer:
     """Eq. 4 training of one rate point, one optimizer step at a time (see module doc).
 
     ``prior`` is an SD-layout directory or a cached Hub id; its VAE must be the one the codec
-    targets. ``codec_init`` starts the codec from trained weights (the paper starts from ELIC;
-    the mini from its ``w/o composition`` codec), else from random weights.
+    targets. ``codec_init`` starts the codec from trained weights (the mini from its ``w/o
+    composition`` codec; the paper's base codec is ELIC, and it does not say which weights
+    stage I starts from), else from random weights.
     """
 
     def __init__(
@@ -606,10 +611,11 @@ def train_prior(
     command: str = "",
 ) -> dict:
     """Train the mini diffusion prior: ``out_dir`` becomes an SD-layout directory (see
-    :mod:`discover.composition.prior`) whose UNet predicts ε on latents of the VAE in
-    ``vae_dir`` with the empty prompt. Spec keys: ``steps``, ``batch_size``, ``crop`` (a
-    multiple of 32), ``lr``, ``num_images``, ``unet`` / ``text_encoder`` / ``scheduler``
-    (config overrides, e.g. ``scheduler: {prediction_type: v_prediction}``), ``save_dtype``."""
+    :mod:`discover.composition.prior`) whose UNet predicts ε (default) or v (the scheduler's
+    ``prediction_type``) on latents of the VAE in ``vae_dir`` with the empty prompt. Spec
+    keys: ``steps``, ``batch_size``, ``crop`` (a multiple of 32), ``lr``, ``num_images``,
+    ``unet`` / ``text_encoder`` / ``scheduler`` (config overrides, e.g. ``scheduler:
+    {prediction_type: v_prediction}``), ``save_dtype``."""
     rng, steps, crop, batch_size = setup(spec, seed, steps)
     pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
     rows, t0 = [], time.perf_counter()
