@@ -91,7 +91,7 @@ FRACTIONS = textwrap.dedent(
     for frac in (0.0, 0.125, 0.25, 0.5, 0.75, 1.0):
         mask = np.zeros(grid, bool)
         mask.reshape(-1)[: round(frac * mask.size)] = True
-        out[frac] = len(model.encode(image, {"t": mask}).task("t").stream)
+        out[frac] = len(model.encode(image, {"t": mask}).part("t").stream)
     print(json.dumps(out))
     """
 )

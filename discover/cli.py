@@ -174,9 +174,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     pixels = c.height * c.width
     print(f"file: {args.input}")
     print(f"model: {c.model_id}  weights: {c.weights.hex()}  rate: {c.rate}")
+    print(f"encoded on: {c.device}")
     print(f"image: {c.width}x{c.height}  latent grid: {c.grid[1]}x{c.grid[0]}")
-    for t in c.tasks:
-        print(f"task {t.name}: {int(t.mask.sum())}/{t.mask.size} latent positions")
+    for p in c.parts:
+        print(f"part {'+'.join(p.names)}: {int(p.mask.sum())}/{p.mask.size} latent positions")
     print("streams (bytes):")
     for part, n in c.sizes().items():
         print(f"  {part:<20} {n:>9}")

@@ -79,8 +79,12 @@ def task_predict_inputs(wildcards):
     if wildcards.row == "reference":
         images = [ref]
     else:
+        # a task model looks at the machine view of a DISCOVER row (its own decode where the
+        # composition's machine steps differ from the human ones)
         images = [
-            f"{OUT}/{wildcards.dataset}/{wildcards.row}/{rate}/{wildcards.shard}"
+            PLAN.decoded_dir(
+                wildcards.dataset, wildcards.row, rate, wildcards.shard, "machine"
+            )
             for rate in PLAN.task_rates(wildcards.row)
         ]
     weights = [ancient(f) for f in PLAN.task_weight_files(wildcards.task)]
@@ -165,6 +169,15 @@ def classifier_weight_targets():
     return [str(PLAN.classifier_path(m)) for m in config.get("classifier_training", {})]
 
 
+def latent_figure_inputs(wildcards):
+    figure = PLAN.latent_figure(wildcards.dataset)
+    return {
+        "reference": f"{OUT}/{wildcards.dataset}/reference/{figure['shard']}",
+        "decoded": figure["decoded"],
+        "weights": PLAN.codec_weight_files(figure["codec"], figure["rate"]),
+    }
+
+
 def final_targets():
     targets = []
     for ds in PLAN.datasets:
@@ -185,6 +198,8 @@ def final_targets():
             targets.append(f"{OUT}/{ds}/annotations.json")
         if ds in PLAN.visual_grid_datasets():
             targets.append(f"{OUT}/plots/{ds}/visual_grid.png")
+        if PLAN.latent_figure(ds):
+            targets.append(f"{OUT}/plots/{ds}/latent_figure.png")
         grounded = {t for c in PLAN.discover_codecs for t in PLAN.grounded_tasks(c, ds)}
         for task in sorted(grounded):
             targets += [

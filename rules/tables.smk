@@ -145,12 +145,14 @@ rule rd_plot:
         "../workflow_scripts/rd_plot.py"
 
 
-# Paper Fig. 7: the original and each row's reconstruction of one image at similar bpp.
+# Paper Fig. 7: the original and each row's reconstruction of one image at similar bpp (of
+# DISCOVER: each grounded task's stream and the full stream), and the grounded boxes.
 rule visual_grid:
     input:
         reference=lambda wc: f"{OUT}/{wc.dataset}/reference/{PLAN.shards(wc.dataset)[0]}",
         rd=f"{OUT}/tables/{{dataset}}/rd.csv",
         decoded=lambda wc: PLAN.visual_grid_inputs(wc.dataset),
+        grounding=lambda wc: list(PLAN.visual_grid_grounding(wc.dataset).values()),
     output:
         report(
             f"{OUT}/plots/{{dataset}}/visual_grid.png",
@@ -172,7 +174,49 @@ rule visual_grid:
     params:
         rows=lambda wc: PLAN.visual_grid_rows(wc.dataset),
         settings=lambda wc: PLAN.visual_grid_settings(wc.dataset),
+        grounding=lambda wc: PLAN.visual_grid_grounding(wc.dataset),
     message:
         "Visual grid of {wildcards.dataset}"
     script:
         "../workflow_scripts/visual_grid.py"
+
+
+# Paper Fig. 4: z_c = E(x), ẑ_c of a task's stream and the composed z_0, each decoded by D.
+rule latent_figure:
+    input:
+        unpack(latent_figure_inputs),
+    output:
+        report(
+            f"{OUT}/plots/{{dataset}}/latent_figure.png",
+            caption="../report/latent_figure.rst",
+            category="Visual comparison",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "plot": "composition latents"},
+        ),
+    log:
+        f"{OUT}/logs/latent_figure/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/latent_figure/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset=PLAN.name_regex([d for d in PLAN.datasets if PLAN.latent_figure(d)]),
+    conda:
+        "../envs/codecs.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+        # a stream decodes on the kind of device that encoded it
+        gpu=lambda wc: PLAN.codec_gpus(PLAN.latent_figure(wc.dataset)["codec"]),
+        gpu_model=lambda wc: PLAN.codec_gpu_model(
+            PLAN.latent_figure(wc.dataset)["codec"]
+        ),
+    params:
+        figure=lambda wc: PLAN.latent_figure(wc.dataset),
+        config=lambda wc: PLAN.codec_job_config(
+            PLAN.latent_figure(wc.dataset)["codec"],
+            PLAN.latent_figure(wc.dataset)["rate"],
+        ),
+    message:
+        "Composition latents (Fig. 4) of {wildcards.dataset}"
+    script:
+        "../workflow_scripts/latent_figure.py"

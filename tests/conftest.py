@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import importlib
 import json
 import math
 import os
@@ -10,8 +11,14 @@ import shutil
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
+import bjontegaard
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -165,15 +172,146 @@ def write_config(path: Path, cfg: dict) -> Path:
 def snakemake(
     workdir: Path, configfile: Path, *args: str, cores: int = 2, timeout: int = 600, **popen
 ) -> subprocess.CompletedProcess:
+    """Snakemake on this repository's workflow; its jobs inherit the test's environment (no
+    pinned PYTHONHASHSEED: outputs must not depend on the order of hashed sets)."""
     cmd = snakemake_command(configfile, "--rerun-incomplete", *args, workdir=workdir, cores=cores)
-    return subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        **popen,
-    )
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+# -- optional dependencies ---------------------------------------------------------------------
+#: set by .ci/run: an optional dependency the tests need (mmdet, NeuralCompression) that is
+#: missing fails the test instead of skipping it, as DISCOVER_REQUIRE_SLURM does for SLURM
+REQUIRE_OPTIONAL = "DISCOVER_REQUIRE_OPTIONAL"
+
+
+def optional_missing(what: str, install: str) -> NoReturn:
+    """Skip (fail when $DISCOVER_REQUIRE_OPTIONAL is 1) because ``what`` is not usable; the
+    message says how to install it. Works in a test, a fixture or at module level."""
+    message = f"{what}; install it with {install}"
+    if os.environ.get(REQUIRE_OPTIONAL) == "1":
+        pytest.fail(f"{message} ({REQUIRE_OPTIONAL}=1: optional packages are required)")
+    pytest.skip(message, allow_module_level=True)
+
+
+def import_optional(module: str, install: str) -> ModuleType:
+    """``module`` imported, or :func:`optional_missing` naming the import error."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        optional_missing(f"{module} not importable ({type(exc).__name__}: {exc})", install)
+
+
+# -- BD tables recomputed with the bjontegaard package ------------------------------------
+#: rd.csv columns that are not metrics
+RD_NOT_METRICS = {
+    "dataset",
+    "codec",
+    "label",
+    "rate",
+    "images",
+    "bits",
+    "pixels",
+    "bpp",
+    "bpp_mean_per_image",
+    "published",
+    "source",
+    "notes",
+}
+
+
+def lower_is_better(metric: str) -> bool:
+    """LPIPS, DISTS, FID and KID (any feature set: ``fid_demo``) fall as quality rises."""
+    return metric in ("lpips", "dists") or metric.split("_")[0] in ("fid", "kid")
+
+
+def bd_defaults() -> dict:
+    """The ``bd`` section's defaults, read from the schema (where every default lives)."""
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    return {k: v["default"] for k, v in schema["properties"]["bd"]["properties"].items()}
+
+
+def _bd_curve(df: pd.DataFrame, metric: str, settings: dict, sign: float):
+    """(rate, sign * quality) of one rd.csv curve as BD takes it (sorted by rate, reduced to
+    its Pareto front with envelope pareto), or (None, a word of the reason it cannot)."""
+    rate, quality = df["bpp"].to_numpy(float), df[metric].to_numpy(float)
+    if len(rate) < settings["min_points"]:
+        return None, f"at least {settings['min_points']}"
+    if not (np.isfinite(rate).all() and np.isfinite(quality).all()):
+        return None, "NaN"
+    if (rate <= 0).any():
+        return None, "positive"
+    order = np.argsort(rate)
+    rate, quality = rate[order], sign * quality[order]
+    if (np.diff(rate) <= 0).any():
+        return None, "share the rate"
+    if settings["envelope"] == "pareto":
+        # sorted by rate, a point stays if its quality is above that of every cheaper point
+        keep = [i for i in range(len(rate)) if (quality[i] > quality[:i]).all()]
+        if len(keep) < settings["min_front_points"]:
+            return None, "Pareto front"
+        rate, quality = rate[keep], quality[keep]
+    elif not (np.diff(quality) > 0).all():
+        return None, "not monotone"
+    return rate, quality
+
+
+def check_bd_table(work: Path, dataset: str) -> int:
+    """Every value of a run's ``tables/<dataset>/bd.csv`` recomputed from its ``rd.csv`` with
+    the bjontegaard package, as the run's config (``bd``, ``anchor``) says: BD-rate from the
+    curves in which quality rises (lower-is-better metrics negated), BD-metric in the metric's
+    own units (bjontegaard's average difference of the curves as measured: negative = better
+    for LPIPS/DISTS/FID/KID). Every codec x metric pair has its row; a row without a number
+    says why, and only a curve BD cannot take lacks one. Returns the number of finite
+    BD values of codecs other than the anchor."""
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    settings = {**bd_defaults(), **(cfg.get("bd") or {})}
+    tables = work / cfg["output_dir"] / "tables" / dataset
+    rd = pd.read_csv(tables / "rd.csv", dtype={"rate": str})
+    bd = pd.read_csv(tables / "bd.csv", keep_default_na=False, na_values=[""])
+    anchor = cfg["anchor"]
+    metrics = [c for c in rd.columns if c not in RD_NOT_METRICS]
+    pairs = list(zip(bd["codec"], bd["metric"], strict=True))
+    assert len(pairs) == len(set(pairs)), f"{tables / 'bd.csv'}: a codec/metric pair twice"
+    want = {(c, m) for c in rd["codec"].unique() for m in metrics}
+    assert set(pairs) == want, f"bd.csv lacks {want - set(pairs)}, has extra {set(pairs) - want}"
+    assert (bd["method"] == settings["method"]).all(), f"bd.csv: not all {settings['method']}"
+    assert (bd["anchor"] == anchor).all(), f"bd.csv: not all against the anchor {anchor}"
+    a = rd[rd["codec"] == anchor]
+    finite = 0
+    for row in bd.itertuples():
+        where = f"{dataset}/{row.codec}/{row.metric}"
+        got = (row.bd_rate_pct, row.bd_metric)
+        note = row.note if isinstance(row.note, str) else ""
+        t = rd[rd["codec"] == row.codec]
+        if a[row.metric].isna().all() or t[row.metric].isna().all():
+            # nothing to compare (the anchor's own row included): no number, and the reason
+            assert np.isnan(got).all(), f"{where}: {got} without values to compare"
+            assert note.startswith(("not computed", "not evaluated")), f"{where}: {note!r}"
+            continue
+        if row.codec == anchor:
+            assert got == (0.0, 0.0) and note == "anchor", f"{where}: {got} {note!r}"
+            continue
+        sign = -1.0 if lower_is_better(row.metric) else 1.0
+        (ar, aq), (tr, tq) = (_bd_curve(df, row.metric, settings, sign) for df in (a, t))
+        reason = aq if ar is None else tq if tr is None else None
+        if reason is None:
+            kw = {"method": settings["method"], "require_matching_points": False}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the overlap warning: the row's note says it
+                rate = bjontegaard.bd_rate(ar, aq, tr, tq, **kw)
+                # the average difference of the curves in the metric's own units and sign
+                metric = bjontegaard.bd_psnr(ar, sign * aq, tr, sign * tq, **kw)
+            reason = "do not overlap" if np.isnan(rate) else None
+        if reason is not None:
+            assert np.isnan(got).all(), f"{where}: {got} although BD cannot take it ({reason})"
+            assert note.startswith("not computed") and reason in note, f"{where}: {note!r}"
+            continue
+        # bd.csv holds 6 decimals
+        assert got == (pytest.approx(rate, abs=1e-6), pytest.approx(metric, abs=1e-6)), (
+            f"{where}: bd.csv {got}, bjontegaard ({rate}, {metric})"
+        )
+        finite += 1
+    return finite
 
 
 @contextlib.contextmanager
@@ -272,3 +410,55 @@ def check_recorded_digest(work: Path, name: str) -> None:
         f"outputs differ from those recorded for {name}: missing {missing[:5]}, "
         f"new {extra[:5]}, changed {changed[:5]} ({len(changed)} in all)"
     )
+
+
+# -- a tiny diffusion prior and control module (DISCOVER with composition in a test DAG) ------
+#: the committed mini codec's VAE: ẑ_c targets its latent, so a prior for it is built on it
+MINI_VAE = ROOT / "weights" / "discover-mini" / "vae"
+#: Smaller than the mini prior (TINY_UNET_CONFIG) so that the tests stay fast.
+TEST_UNET = {
+    "sample_size": 8,
+    "block_out_channels": [16, 32],
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "attention_head_dim": [2, 2],
+    "cross_attention_dim": 16,
+}
+TEST_TEXT = {
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 8,
+    "projection_dim": 16,
+}
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    # diffusers loads here, not in every test session
+    from discover.composition.prior import build_prior
+
+    return build_prior(
+        tmp_path_factory.mktemp("prior") / "tiny-sd",
+        MINI_VAE,
+        unet_config=TEST_UNET,
+        text_config=TEST_TEXT,
+    )
+
+
+@pytest.fixture(scope="module")
+def control_dir(prior_dir, tmp_path_factory):
+    """A control module with random (non-zero) weights: its condition visibly matters."""
+    # diffusers loads here, not in every test session
+    from discover.composition.control import control_from_unet
+    from discover.composition.pipeline import load_prior
+
+    torch.manual_seed(1)
+    control = control_from_unet(load_prior(prior_dir).unet, (8, 16))
+    with torch.no_grad():
+        for p in control.parameters():
+            p.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("control") / "r1"
+    control.save_pretrained(path)
+    return path

@@ -34,6 +34,39 @@ CURVES = [
 ]
 
 
+# Published reference points: two JCT-VC anchor/test pairs of JCTVC-E137 (four QPs each, rate
+# in kbit/s, PSNR in dB) and their BD-rate, the values Netflix's VMAF validates its PCHIP
+# calculator against (python/test/bd_rate_calculator_test.py, BDrateCalculatorJCTVCTest:
+# fractions there, % here).
+JCTVC_E137 = [
+    (
+        [(108048.8736, 43.6471), (61279.976, 40.3953), (33905.6656, 37.247), (18883.6928, 34.2911)],
+        [
+            (108061.2784, 43.6768),
+            (61299.9936, 40.4232),
+            (33928.7472, 37.2761),
+            (18910.912, 34.3147),
+        ],
+        -0.465215420752807,
+    ),
+    (
+        [(40433.8848, 37.5761), (7622.7456, 35.3756), (2394.488, 33.8977), (1017.6184, 32.0603)],
+        [(40370.12, 37.5982), (7587.0024, 35.4025), (2390.0944, 33.9194), (1017.0984, 32.0822)],
+        -1.8779823450567612,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", range(len(JCTVC_E137)))
+def test_pchip_bd_rate_reproduces_the_published_jctvc_value(case):
+    anchor, test, published = JCTVC_E137[case]
+    (ar, am), (tr, tm) = zip(*anchor, strict=True), zip(*test, strict=True)
+    assert bd(ar, am, tr, tm, method="pchip").bd_rate == pytest.approx(published, abs=1e-9)
+    # the value is PCHIP's: Akima and VCEG-M33's cubic polynomial give others
+    for method in ("akima", "cubic"):
+        assert bd(ar, am, tr, tm, method=method).bd_rate != pytest.approx(published, abs=1e-6)
+
+
 @pytest.mark.parametrize("method", ["pchip", "cubic", "akima"])
 @pytest.mark.parametrize("curve", range(len(CURVES)))
 def test_bd_equals_bjontegaard(method, curve):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from discover.composition.control import (
     LatentControlNetModel,
@@ -27,7 +29,6 @@ from discover.composition.prior import (
     SD21_BASE_TEXT_CONFIG,
     SD21_BASE_UNET_CONFIG,
     SD21_BASE_VAE_CONFIG,
-    build_prior,
 )
 from discover.errors import CheckpointMismatchError, DiscoverError
 from discover.images import tensor_to_image
@@ -42,26 +43,9 @@ from discover.training.composition import (
 )
 from discover.weights import HubSpec, sha256
 
-from .conftest import ROOT
+from .conftest import MINI_VAE as VAE
+from .conftest import TEST_TEXT, TEST_UNET
 
-VAE = ROOT / "weights" / "discover-mini" / "vae"
-#: Smaller than the mini prior (TINY_UNET_CONFIG) so that the tests stay fast.
-TEST_UNET = {
-    "sample_size": 8,
-    "block_out_channels": [16, 32],
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "attention_head_dim": [2, 2],
-    "cross_attention_dim": 16,
-}
-TEST_TEXT = {
-    "hidden_size": 16,
-    "intermediate_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "max_position_embeddings": 8,
-    "projection_dim": 16,
-}
 SPEC = {
     "codec": "mini",
     "batch_size": 1,
@@ -70,29 +54,6 @@ SPEC = {
     "lr": 1e-3,
     "conditioning_embedding_out_channels": [8, 16],
 }
-
-
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory):
-    return build_prior(
-        tmp_path_factory.mktemp("prior") / "tiny-sd",
-        VAE,
-        unet_config=TEST_UNET,
-        text_config=TEST_TEXT,
-    )
-
-
-@pytest.fixture(scope="module")
-def control_dir(prior_dir, tmp_path_factory):
-    """A control module with random (non-zero) weights: its condition visibly matters."""
-    torch.manual_seed(1)
-    control = control_from_unet(load_prior(prior_dir).unet, (8, 16))
-    with torch.no_grad():
-        for p in control.parameters():
-            p.normal_(0, 0.05)
-    path = tmp_path_factory.mktemp("control") / "r1"
-    control.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +223,7 @@ def stages(prior_dir):
     """A few steps of each stage on one fixed mini batch, with snapshots around stage II."""
     trainer = CompositionTrainer(SPEC, 1.0, prior=prior_dir, steps=3, stage2_steps=3)
     frozen_prior = {"unet": state(trainer.unet), "vae": state(trainer.vae)}
+    initial = state(trainer.model)
     fixed = trainer.sample_batch()
     one = [trainer.train_step(fixed)["loss"] for _ in range(3)]
     trainer.begin_stage(2)
@@ -273,6 +235,7 @@ def stages(prior_dir):
         "trainer": trainer,
         "stage1": one,
         "stage2": two,
+        "initial": initial,
         "before": before,
         "after": state(trainer.model),
         "prior_before": frozen_prior,
@@ -282,6 +245,16 @@ def stages(prior_dir):
 def test_both_stages_decrease_their_losses(stages):
     assert stages["stage1"][-1] < stages["stage1"][0]
     assert stages["stage2"][-1] < stages["stage2"][0]
+
+
+def test_stage_one_trains_every_part_of_codec_and_control(stages):
+    initial, after = stages["initial"], stages["before"]  # before stage II: after stage I
+    parts = ("codec.g_a.", "codec.latent_codec.", "codec.M.", "codec.g_s.", "control.")
+    for part in parts:
+        assert any(not torch.equal(initial[n], after[n]) for n in initial if n.startswith(part)), (
+            f"{part} not trained in stage I"
+        )
+    assert {n.split(".")[0] for n in initial} == {"codec", "control"}
 
 
 def test_stage_two_freezes_encoder_hyperprior_and_prior(stages):
@@ -455,19 +428,63 @@ def test_train_prior_writes_a_prior_the_pipeline_loads(tmp_path):
     assert pipe.scheduler.config.beta_schedule == "scaled_linear"
 
 
-def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tmp_path):
-    """DISCOVER with composition in the DAG: machine consumers with steps.machine, the human
-    one with steps.human, seeded; each decoded image equals the library's decode."""
+def test_train_prior_changes_the_unet_and_lowers_its_loss_on_a_fixed_batch(tmp_path, monkeypatch):
+    """0 steps save the prior's initial UNet (same seed); 10 steps on one fixed batch of
+    crops change every block of it and lower the diffusion loss on that batch, measured at
+    fixed noise and timesteps spread over the schedule."""
+    from discover.composition.pipeline import prompt_embedding
+    from discover.discover_codec.vae import encode_latent
+    from discover.training import composition
+    from discover.training.common import image_pool
+
+    spec = {"batch_size": 2, "crop": 64, "num_images": 1, "lr": 1e-3}
+    spec.update(unet=TEST_UNET, text_encoder=TEST_TEXT)
+    x = composition.batch(image_pool(0, 1, 64), np.random.default_rng(7), 2, 64)
+    monkeypatch.setattr(composition, "batch", lambda pool, rng, b, crop: x.clone())
+    for steps in (0, 10):
+        train_prior(tmp_path / f"prior{steps}", spec, vae_dir=VAE, steps=steps)
+    parts = {steps: load_prior(tmp_path / f"prior{steps}") for steps in (0, 10)}
+    before, after = (state(parts[s].unet) for s in (0, 10))
+    blocks = {n.split(".")[0] for n in before}  # conv_in, time_embedding, down_blocks, ...
+    assert {n.split(".")[0] for n in before if not torch.equal(before[n], after[n])} == blocks
+
+    p = parts[0]
+    t = torch.tensor([50, 300, 550, 800, 950, 999])
+    with torch.no_grad():
+        z0 = encode_latent(p.vae, x).repeat(3, 1, 1, 1)
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
+        text = prompt_embedding(p.tokenizer, p.text_encoder, "").expand(len(t), -1, -1)
+        target = diffusion_target(p.scheduler, z0, noise, t)
+        z_t = p.scheduler.add_noise(z0, noise, t)
+        loss = {
+            s: float(F.mse_loss(parts[s].unet.eval()(z_t, t, text).sample, target)) for s in (0, 10)
+        }
+    assert loss[10] < 0.95 * loss[0], loss
+
+
+def test_the_dag_decodes_each_stream_with_the_steps_of_each_viewer(
+    prior_dir, control_dir, tmp_path
+):
+    """Paper §4.1.1: "the sampling step is set as 8 for machine vision tasks, 50 for human
+    perception". Every DISCOVER row is decoded for each viewer: the task models read the
+    machine-step decode (of the task's stream, and of the full stream: "w/o
+    disentanglement"), the human metrics the human-step decode (of the full stream, and of
+    the task's: "Ours (Detection)"). The UNet evaluations each decode job counted (a forward
+    hook) are the viewer's steps; each image equals the library's decode for that viewer."""
     import copy
 
+    import pandas as pd
     import yaml
     from PIL import Image
 
+    from discover.config import validate_config
     from discover.discover_codec.bitstream import Container
     from discover.discover_codec.model import load_model_dir
+    from discover.plan import Plan
 
     from .conftest import ROOT, job_threads, snakemake, tiny_config, write_config
 
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg = tiny_config(shard_size=4)
     settings = {
         "prior": str(prior_dir),
@@ -486,22 +503,61 @@ def test_the_dag_decodes_each_consumer_with_its_steps(prior_dir, control_dir, tm
     }
     cfg["anchor"] = "discover-gen"
     cfg["metrics"] = ["psnr"]
-    default = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
-    proc = snakemake(tmp_path, write_config(tmp_path / "config.yaml", cfg))
+    cfg["tasks"] = {"detection": copy.deepcopy(default["tasks"]["detection"])}
+    cfg["task_training"] = {"scenes-detector": default["task_training"]["scenes-detector"]}
+    config = write_config(tmp_path / "config.yaml", cfg)
+    proc = snakemake(tmp_path, config)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     model = load_model_dir("discover-mini", "1")
     pipe = CompositionPipeline.from_pretrained(prior_dir, control_dir)
     out = tmp_path / "results/scenes"
+    steps = settings["steps"]
     for consumer in ("human", "detection"):
-        (png,) = sorted((out / f"discover-gen@{consumer}/1/s0000").glob("*.png"))[:1]
-        stream = Container.from_bytes((png.with_suffix(".dsc")).read_bytes())
-        with job_threads(1):  # the decode job's threads (rules/discover.smk)
-            expected = decode_composed(
-                model, stream, consumer, pipe, CompositionSettings.from_dict(settings)
-            )
-        assert np.array_equal(np.asarray(Image.open(png)), expected)
+        views = {
+            "human": out / f"discover-gen@{consumer}/1/s0000",
+            "machine": out / f"discover-gen@{consumer}/1/machine/s0000",
+        }
+        for viewer, folder in views.items():
+            timings = pd.read_csv(folder / "timings.csv")
+            assert len(timings) == 4 and not timings.reused.any()
+            assert (timings.unet_evaluations == steps[viewer]).all(), (consumer, viewer)
+            png = sorted(folder.glob("*.png"))[0]
+            stream = Container.from_bytes(png.with_suffix(".dsc").read_bytes())
+            with job_threads(1):  # the decode job's threads (rules/discover.smk)
+                expected = decode_composed(
+                    model,
+                    stream,
+                    consumer,
+                    pipe,
+                    CompositionSettings.from_dict(settings),
+                    viewer=viewer,
+                )
+            assert np.array_equal(np.asarray(Image.open(png)), expected), (consumer, viewer)
+        # one cut, two decodes: the same bits for either viewer
+        bits = [pd.read_csv(f / "timings.csv").bits.tolist() for f in views.values()]
+        assert bits[0] == bits[1]
+    # the per-image metrics (the human metrics' input) are those of the human view
+    metrics = pd.read_csv(out.parent / "metrics/scenes/discover-gen@detection/1/s0000.csv")
+    human_view = out / "discover-gen@detection/1/s0000"
+    ref = out / "reference/s0000"
+    for rec in metrics.itertuples():
+        a = np.asarray(Image.open(ref / f"{rec.id}.png"), dtype=np.float64)
+        b = np.asarray(Image.open(human_view / f"{rec.id}.png"), dtype=np.float64)
+        assert rec.psnr == pytest.approx(10 * np.log10(255**2 / np.mean((a - b) ** 2)), abs=1e-6)
+    # the task models read the machine views: without one, its decode and the task's
+    # prediction on it run again, and no human-view decode does
+    plan = Plan(validate_config(cfg), basedir=ROOT)
+    machine = plan.decoded_dir("scenes", "discover-gen@human", "1", "s0000", "machine")
+    assert machine == "results/scenes/discover-gen@human/1/machine/s0000"
+    shutil.rmtree(tmp_path / machine)
+    dry = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    stats = dry.stdout.split("Job stats:")[1].split("Reasons:")[0]
+    assert re.search(r"^discover_decode_machine\s+1$", stats, re.M), stats
+    assert re.search(r"^task_predict\s+1$", stats, re.M), stats
+    assert not re.search(r"^discover_decode\s", stats, re.M), stats
 
 
 def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from discover.discover_codec.bitstream import HUMAN, VERSION, Container, TaskPart
+from discover.discover_codec.bitstream import CHECK_BYTES, HUMAN, VERSION, Container, Part
 from discover.discover_codec.fuzz import fuzz
 from discover.discover_codec.masks import boxes_to_mask, decode_mask, encode_mask, rectangles
 from discover.discover_codec.model import DiscoverModel, masks_from_boxes, portable_state
@@ -101,7 +101,7 @@ def test_every_consumer_decodes_exactly_its_part_from_its_own_bytes(model):
     y_hat = true_y_hat(model, image)
     for task, mask in masks.items():
         cut = Container.from_bytes(container.for_consumer(task).to_bytes())
-        assert cut.rest is None and [t.name for t in cut.tasks] == [task]
+        assert cut.rest is None and cut.tasks == [task]
         y_task, _ = model.decode_y(cut, task)
         assert torch.equal(y_task, y_hat * torch.from_numpy(mask))
     y_all, _ = model.decode_y(Container.from_bytes(container.to_bytes()), HUMAN)
@@ -122,8 +122,10 @@ def test_a_task_stream_needs_nothing_but_itself_and_z(model):
         container.height,
         container.width,
         container.z_stream,
-        [container.task("detection")],
+        [container.part("detection")],
         None,
+        device=container.device,
+        z_check=container.z_check,
     )
     y_task, _ = model.decode_y(alone, "detection")
     assert torch.equal(y_task, true_y_hat(model, image) * torch.from_numpy(masks["detection"]))
@@ -213,10 +215,12 @@ def test_header_survives_any_image_size(size):
     grid = latent_grid(h, w)
     rng = np.random.default_rng(h * w)
     mask = rng.random(grid) < 0.3
-    c = Container("m", b"\x01" * 8, "4", h, w, b"zz", [TaskPart("det", mask, b"abc")], b"rest")
+    parts = [Part(("det", "seg"), mask, b"abc", b"\1\2\3\4")]
+    c = Container("m", b"\x01" * 8, "4", h, w, b"zz", parts, b"rest", "cpu:x", b"\5" * 4, b"\6" * 4)
     back = Container.from_bytes(c.to_bytes())
     assert (back.height, back.width, back.grid) == (h, w, grid)
-    assert np.array_equal(back.task("det").mask, mask)
+    assert back.to_bytes() == c.to_bytes() and back.device == "cpu:x"
+    assert np.array_equal(back.part("seg").mask, mask) and back.part("det").check == b"\1\2\3\4"
     assert back.rest == b"rest" and back.z_stream == b"zz"
 
 
@@ -266,7 +270,7 @@ def test_task_stream_shrinks_with_the_masked_fraction(model):
         mask = np.zeros(grid, bool)
         mask[:, : round(frac * grid[1])] = True
         c = model.encode(image, {"t": mask})
-        sizes[frac] = len(c.task("t").stream)
+        sizes[frac] = len(c.part("t").stream)
     assert sizes[0.25] < sizes[0.5] < sizes[1.0]
     for frac in (0.25, 0.5):
         assert 0.4 * frac <= sizes[frac] / sizes[1.0] <= 2.0 * frac
@@ -277,5 +281,70 @@ def test_mutants_with_a_repaired_checksum_never_crash_the_parser_or_the_entropy_
     masks = masks_from_boxes({"detection": [[20, 10, 60, 50]]}, *image.shape[:2])
     data = model.encode(image, masks).to_bytes()
     report = fuzz(model, data, np.random.default_rng(1), 300, repair_checksum=True)
-    assert report.crashes == 0
+    # the checks of the decoded values refuse what the CRC cannot see
+    assert report.crashes == 0 and report.wrong_decodes == 0
     assert report.rejected > 0 and report.decoded > 0  # both paths were exercised
+
+
+# -- shared parts and checks -------------------------------------------------------------------
+def test_tasks_with_identical_masks_share_one_stream_and_each_receives_it(model):
+    image = scene(seed=4)
+    h, w = image.shape[:2]
+    boxes = {"detection": [[5, 5, 60, 40]], "segmentation": [[5, 5, 60, 40]]}
+    masks = masks_from_boxes(boxes, h, w)
+    shared = model.encode(image, masks)
+    alone = model.encode(image, {"detection": masks["detection"]})
+    assert len(shared.parts) == 1 and shared.parts[0].names == ("detection", "segmentation")
+    # the human consumer pays the object region once: the shared container is the one-task
+    # container plus the second name
+    assert len(shared.to_bytes()) == len(alone.to_bytes()) + 1 + len(b"segmentation")
+    y_hat = true_y_hat(model, image)
+    for task in boxes:
+        cut = Container.from_bytes(shared.for_consumer(task).to_bytes())
+        assert cut.tasks == [task]
+        assert len(cut.to_bytes()) == len(alone.for_consumer("detection").to_bytes()) + len(
+            task
+        ) - len("detection")
+        y, _ = model.decode_y(cut, task)
+        assert torch.equal(y, y_hat * torch.from_numpy(masks[task]))
+    assert torch.equal(model.decode_y(shared, HUMAN)[0], y_hat)
+
+
+def test_a_stream_decoded_with_other_entropy_parameters_is_refused_naming_both_devices(
+    model_files,
+):
+    """Perturbed entropy parameters stand in for another device's float arithmetic: the bytes
+    are valid (the CRC holds), the decoded values are not the encoded ones."""
+    weights, vae = model_files
+    encoder = DiscoverModel.load(weights, vae, "discover-test", "1")
+    image = scene(seed=9)
+    masks = masks_from_boxes({"detection": [[10, 10, 80, 60]]}, *image.shape[:2])
+    data = encoder.encode(image, masks).to_bytes()
+    c = Container.from_bytes(data, "a.dsc")
+    assert c.device == encoder_kind() and len(c.z_check) == CHECK_BYTES
+    other = DiscoverModel.load(weights, vae, "discover-test", "1")
+    with torch.no_grad():  # shift the hyper-synthesis output: other means and scales
+        convs = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+        last = [m for m in other.net.hyper.h_s.modules() if isinstance(m, convs)][-1]
+        last.bias += 0.3
+    refused = 0
+    for consumer in ("detection", HUMAN):
+        with pytest.raises(BitstreamError) as info:
+            other.decode_y(c, consumer, "a.dsc")
+        message = str(info.value)
+        assert "a.dsc" in message and "decodes to other values" in message
+        assert f"encoded on {c.device}" in message and f"decoded on {encoder_kind()}" in message
+        refused += 1
+        # the untouched decoder still decodes the same bytes exactly
+        y, _ = encoder.decode_y(c, consumer)
+        expected = true_y_hat(encoder, image)
+        if consumer != HUMAN:
+            expected = expected * torch.from_numpy(masks[consumer])
+        assert torch.equal(y, expected)
+    assert refused == 2
+
+
+def encoder_kind() -> str:
+    import platform
+
+    return f"cpu:{platform.machine()}"

@@ -81,9 +81,58 @@ def test_one_encode_serves_every_consumer_and_each_counts_its_own_bytes(discover
             (out / "scenes/discover-mini/1/s0000" / f"{row.id}.dsc").read_bytes()
         )
         assert full.consumers == ["detection", "instance_segmentation", "human"]
-        assert full.task("detection").mask.any()  # gt boxes of the scene's objects
+        assert full.part("detection").mask.any()  # gt boxes of the scene's objects
     bd = pd.read_csv(out / "tables/scenes/bd.csv")
     assert "discover-mini@human" in set(bd.codec)
+
+
+def test_every_row_counts_the_bytes_its_consumer_receives_over_the_reference_pixels(
+    discover_run,
+):
+    """bpp = all bits / all pixels: recomputed from the files on disk for every row of rd.csv,
+    DISCOVER's ``@human`` included: bits = 8 x the bytes the row's consumer receives (a
+    DISCOVER task's cut: header, its part and ẑ; the human row: the whole container; another
+    codec: its encoded files), pixels = the sum of W x H of the reference images."""
+    out = discover_run / "results"
+    rd = pd.read_csv(out / "tables/scenes/rd.csv", dtype={"rate": str})
+    references = sorted((out / "scenes/reference").glob("s*/*.png"))
+    pixels = 0
+    for png in references:
+        with Image.open(png) as im:
+            pixels += im.width * im.height
+    assert len(rd) == 4 + 3 * 4  # jpeg and the three DISCOVER rows at 4 rates each
+    for row in rd.itertuples():
+        codec, _, consumer = row.codec.partition("@")
+        if consumer:  # what the decode job received, cut out of the full container
+            files = sorted((out / f"scenes/{row.codec}/{row.rate}").glob("s*/*.dsc"))
+            for cut in files:
+                c = Container.from_bytes(cut.read_bytes())
+                full = out / f"scenes/{codec}/{row.rate}/{cut.parent.name}/{cut.name}"
+                if consumer == "human":
+                    assert cut.read_bytes() == full.read_bytes()
+                else:
+                    assert c.consumers == [consumer] and c.rest is None
+                    assert cut.stat().st_size < full.stat().st_size
+        else:
+            files = sorted((out / f"scenes/{codec}/{row.rate}").glob("s*/*.jpg"))
+        assert len(files) == len(references), row.codec
+        bits = 8 * sum(f.stat().st_size for f in files)
+        assert (row.bits, row.pixels) == (bits, pixels), (row.codec, row.rate)
+        assert row.bpp == pytest.approx(bits / pixels, rel=1e-12)
+
+
+def test_tasks_with_the_same_boxes_share_one_part_and_the_full_stream_pays_it_once(
+    discover_run,
+):
+    out = discover_run / "results"
+    for dsc in sorted((out / "scenes/discover-mini/1").glob("s*/*.dsc")):
+        full = Container.from_bytes(dsc.read_bytes())
+        (part,) = full.parts  # detection and instance_segmentation: the same gt boxes
+        assert part.names == ("detection", "instance_segmentation")
+        # the object region is in the full stream once, and both tasks receive it
+        assert len(part.stream) > 8 and full.to_bytes().count(part.stream) == 1
+        for task in part.names:
+            assert part.stream in full.for_consumer(task).to_bytes()
 
 
 def test_a_task_receiving_the_same_bits_takes_the_first_tasks_decode(discover_run):
@@ -112,7 +161,7 @@ def test_a_task_receiving_the_same_bits_takes_the_first_tasks_decode(discover_ru
     # other boxes: other bits, decoded anew
     full = Container.from_bytes((out / "scenes/discover-mini/1/s0000/val_000000.dsc").read_bytes())
     cut = full.for_consumer("detection")
-    other = replace(cut, tasks=[replace(cut.tasks[0], mask=~cut.tasks[0].mask)])
+    other = replace(cut, parts=[replace(cut.parts[0], mask=~cut.parts[0].mask)])
     assert cut.decodes_like(full.for_consumer("instance_segmentation"))
     assert not cut.decodes_like(other) and not cut.decodes_like(full)
     # the plan names the first task for every later task decoded with the same settings; the

@@ -3,6 +3,8 @@ zoo does, and writes real entropy-coded streams."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -11,10 +13,11 @@ from discover.codecs import get_codec
 from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.errors import CodecError, WeightsMissingError
 
-models = pytest.importorskip(
-    "neuralcompression.models",
-    reason="NeuralCompression not installed (pip install -e '.[comparators]')",
-)
+from .conftest import REQUIRE_OPTIONAL, import_optional
+
+# a skip without NeuralCompression; a failure with DISCOVER_REQUIRE_OPTIONAL=1, as in CI
+INSTALL = "`pip install -e '.[comparators]'` (part of `make setup`)"
+models = import_optional("neuralcompression.models", INSTALL)
 
 TINY = {"latent_features": 8, "hyper_features": 8, "num_residual_blocks": 1}
 
@@ -69,3 +72,13 @@ def test_mismatched_weights_are_named(weights, tmp_path):
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(CodecError, match="tiny.ckpt"):
         get_codec("illm", cfg).encode(image, 1, tmp_path / "a.cai")
+
+
+def test_missing_neuralcompression_skips_or_fails_where_required(monkeypatch):
+    monkeypatch.setitem(sys.modules, "neuralcompression.models", None)  # as if not installed
+    monkeypatch.delenv(REQUIRE_OPTIONAL, raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"neuralcompression\.models not importable"):
+        import_optional("neuralcompression.models", INSTALL)
+    monkeypatch.setenv(REQUIRE_OPTIONAL, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"\[comparators\].*required"):
+        import_optional("neuralcompression.models", INSTALL)

@@ -16,6 +16,8 @@ from discover.datasets.synthetic_scenes import CATEGORIES, SyntheticScenes
 from discover.errors import ConfigError, TaskError
 from discover.tasks import get_task
 
+from .conftest import REQUIRE_OPTIONAL, optional_missing
+
 TINY_SCENES = {"min_size": 96, "max_size": 136, "min_objects": 1, "max_objects": 3}
 
 # The standard configs mmdet ships, with ResNet-18 at 1/8 width, a 16-channel FPN, few
@@ -55,18 +57,33 @@ BASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def mmdet_apis():
-    """mmdet's API, or a skip saying why it is not importable (pytest -ra prints it)."""
+def import_mmdet_apis():
+    """mmdet's API, or a skip saying why it is not importable (pytest -ra prints it); a
+    failure instead with DISCOVER_REQUIRE_OPTIONAL=1, as in CI."""
     try:
         from mmcv.ops import RoIAlign, nms  # noqa: F401  (the compiled ops mmdet needs)
         from mmdet import apis
-    except (ImportError, AssertionError) as exc:
-        pytest.skip(
-            f"mmdet backend not installed ({type(exc).__name__}: {exc}); install it with "
-            "`make mmdet` (scripts/mmdet/install.sh)"
+    except (ImportError, AssertionError) as exc:  # mmdet asserts a compatible mmcv
+        optional_missing(
+            f"mmdet backend not installed ({type(exc).__name__}: {exc})",
+            "`make mmdet` (scripts/mmdet/install.sh)",
         )
     return apis
+
+
+@pytest.fixture(scope="module")
+def mmdet_apis():
+    return import_mmdet_apis()
+
+
+def test_missing_mmdet_skips_the_tests_or_fails_them_where_required(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mmdet", None)  # as if mmdet were not installed
+    monkeypatch.delenv(REQUIRE_OPTIONAL, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="mmdet backend not installed.*make mmdet"):
+        import_mmdet_apis()
+    monkeypatch.setenv(REQUIRE_OPTIONAL, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"install it with `make mmdet`.*required"):
+        import_mmdet_apis()
 
 
 @pytest.fixture(scope="module")

@@ -156,3 +156,48 @@ def test_slurm_run_equals_local_run_and_gpu_rules_request_gpus(slurm, finished_r
     # Grouping: fewer SLURM jobs than Snakemake jobs (shards batched per group).
     n_codec_jobs = 3 * 3 * 2  # 3 codecs x 3 rates x 2 shards
     assert len(jobs) < n_codec_jobs + 2
+
+
+def test_discover_jobs_ask_for_the_gpu_model_of_their_codec(slurm, tmp_path):
+    """A DISCOVER shard is encoded and decoded in separate jobs, and its streams decode only on
+    the kind of device that encoded them: with ``gpu_model`` every encode and decode job of the
+    codec asks SLURM for that model (``--gpus=<model>:N``), which the accounting records."""
+    import copy
+
+    work = tmp_path / "discover_gpu_model"
+    work.mkdir()
+    (work / "profiles").symlink_to(ROOT / "profiles")
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = tiny_config(shard_size=4)
+    cfg["codecs"] = {
+        "jpeg": {"type": "jpeg", "rates": [15, 35, 60, 90]},
+        "discover-mini": {
+            "type": "discover",
+            "trained": "discover-mini",
+            "rates": [1, 8],
+            "gpus": 1,
+            "gpu_model": "fake",  # the CI cluster's GPU model (.ci/slurm/start.sh)
+        },
+    }
+    cfg["anchor"] = "jpeg"
+    cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    config = write_config(work / "config.yaml", cfg)
+    before = {r["id"] for r in _sacct_jobs(work)}
+    cmd = snakemake_command(
+        config,
+        "--profile",
+        "profiles/slurm",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+    )
+    proc = _run_bounded(cmd, cwd=work)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert len(list((work / "results/scenes/discover-mini@human/8/s0000").glob("*.png"))) == 4
+    jobs = [j for j in _sacct_jobs(work) if j["id"] not in before]
+    assert jobs and all(j["state"] == "COMPLETED" for j in jobs), jobs
+    gpu_jobs = [j for j in jobs if "codec_gpu" in j["comment"]]
+    assert gpu_jobs, jobs
+    assert all("gres/gpu:fake=1" in j["tres"] for j in gpu_jobs), gpu_jobs
+    assert not any("gres/gpu" in j["tres"] for j in jobs if j not in gpu_jobs), jobs

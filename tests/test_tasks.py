@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from discover.datasets.synthetic_scenes import CATEGORIES
 from discover.errors import ConfigError, TaskError, WeightsMissingError
@@ -368,6 +369,72 @@ def test_training_a_few_steps_writes_a_loadable_checkpoint(tmp_path, kind, spec)
     out.write_bytes(out.read_bytes() + b"\0")  # a state dict the sidecar does not describe
     with pytest.raises(TaskError, match="sha256"):
         get_task(kind, {"tasks": {kind: {"weights": str(out)}}})
+
+
+def _scene_targets(instances: list[dict], masks: bool) -> dict[str, torch.Tensor]:
+    """A torchvision detector's targets of a scene: COCO boxes of the masks (first pixel to one
+    past the last), model labels (index 0 is the background)."""
+    boxes = []
+    for inst in instances:
+        rows, cols = np.flatnonzero(inst["mask"].any(1)), np.flatnonzero(inst["mask"].any(0))
+        boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+    target = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.tensor([inst["category"] + 1 for inst in instances]),
+    }
+    if masks:
+        target["masks"] = torch.from_numpy(
+            np.stack([i["mask"] for i in instances]).astype(np.uint8)
+        )
+    return target
+
+
+@pytest.mark.parametrize(
+    "kind, spec, steps",
+    [
+        ("detection", {"kwargs": {"width": 8, "min_size": 96, "max_size": 144}}, 10),
+        ("instance_segmentation", {"kwargs": {"width": 8, "min_size": 96, "max_size": 144}}, 10),
+        ("classification", {"input_size": 32, "kwargs": {"widths": [8, 16]}}, 20),
+    ],
+)
+def test_training_changes_the_weights_and_lowers_the_loss_on_its_scenes(
+    tmp_path, kind, spec, steps
+):
+    """0 steps save the initialisation (same seed); ``steps`` steps on 4 train scenes change
+    every part of the model and lower its loss on those scenes (detectors: the sum of
+    torchvision's training losses, sampling seeded; classifier: cross-entropy in eval mode)."""
+    from discover.tasks.base import InputProtocol
+    from discover.tasks.mini_resnet import normalise
+    from discover.training.task_models import largest_category, render_scenes
+
+    spec = {"batch_size": 2, "num_images": 4, "val_images": 1, "scenes": TINY_SCENES, **spec}
+    models = {}
+    for n in (0, steps):
+        out = tmp_path / f"model{n}.pt"
+        train_task_model(kind, out, tmp_path / f"model{n}.json", spec, seed=0, steps=n)
+        models[n] = get_task(kind, {"tasks": {kind: {"weights": str(out)}}}).model
+    before, after = (models[n].model.state_dict() for n in (0, steps))
+    params = [name for name, _ in models[0].model.named_parameters()]
+    changed = {n.split(".")[0] for n in params if not torch.equal(before[n], after[n])}
+    assert changed == {n.split(".")[0] for n in params}  # backbone, heads / stem, stages, fc
+    scenes = [(image, inst) for image, inst in render_scenes(0, "train", 4, TINY_SCENES) if inst]
+
+    def loss(model) -> float:
+        net = model.model
+        if kind == "classification":  # inputs as the trainer makes them: the task's protocol
+            protocol = InputProtocol.from_config(model.protocol)
+            x = torch.stack([torch.from_numpy(protocol.apply(image)[0]) for image, _ in scenes])
+            y = torch.tensor([largest_category(inst) for _, inst in scenes])
+            logits = net.eval()(normalise(x.permute(0, 3, 1, 2).float() / 255.0))
+            return float(F.cross_entropy(logits, y))
+        images = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0 for image, _ in scenes]
+        targets = [_scene_targets(inst, kind == "instance_segmentation") for _, inst in scenes]
+        torch.manual_seed(0)  # the heads' proposal sampling
+        return float(sum(net.train()(images, targets).values()))
+
+    with torch.no_grad():
+        losses = {n: loss(m) for n, m in models.items()}
+    assert losses[steps] < 0.95 * losses[0], losses
 
 
 def test_a_mask_rcnn_starts_from_a_trained_detector(tmp_path):

@@ -12,13 +12,22 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from discover.grounding import read_grounding
 
-from .conftest import ROOT, check_recorded_digest, snakemake, tiny_config, write_config
+from .conftest import (
+    ROOT,
+    check_bd_table,
+    check_recorded_digest,
+    job_threads,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -127,6 +136,90 @@ def test_saved_predictions_give_the_table_ap_with_pycocotools(tasks_run):
         ev.summarize()
     expected = max(float(ev.stats[0]), 0.0) if ev.stats[0] >= 0 else np.nan
     assert got == pytest.approx(expected, abs=1e-12, nan_ok=True)
+
+
+def _coco_ap(gt: dict, predictions: list[dict]) -> list[float]:
+    """COCOeval's AP, AP50, AP75, APs, APm, APl (NaN where pycocotools says -1: no object of
+    that size)."""
+    coco = COCO()
+    coco.dataset = copy.deepcopy(gt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(copy.deepcopy(predictions)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(v) if v >= 0 else np.nan for v in ev.stats[:6]]
+
+
+def test_discover_task_row_ap_is_pycocotools_on_the_decoded_pngs(tasks_run):
+    """DISCOVER's detection row: the job's detector (its job config names the checkpoint),
+    run here on the decoded PNGs on disk with the job's one thread, converted to COCO results
+    and scored by COCOeval against the dataset's annotations.json, gives the predictions the
+    job saved and the APs of the row's metrics file and of the rd table, at every rate."""
+    from PIL import Image
+
+    from discover.config import validate_config
+    from discover.plan import Plan
+    from discover.tasks.models import load_task_model
+
+    row, out = "discover-mini@detection", tasks_run / "results"
+    config = validate_config(yaml.safe_load((tasks_run / "config.yaml").read_text()))
+    job = Plan(config, basedir=ROOT).task_job_config("detection")["tasks"]["detection"]
+    assert job["weights"] == str(tasks_run / "weights/tiny-detector/model.pt")
+    detector = load_task_model("detection", job["weights"])
+    gt = json.loads((out / "scenes/annotations.json").read_text())
+    category_id = {c["name"]: c["id"] for c in gt["categories"]}
+    label_id = {k: category_id[n] for k, n in detector.categories.items() if n in category_id}
+    metrics = pd.read_csv(out / f"metrics/scenes/tasks/detection/{row}.csv", dtype={"rate": str})
+    rd = pd.read_csv(out / "tables/scenes/rd.csv", dtype={"rate": str})
+    columns = [f"detection_bbox_{m}" for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")]
+    assert sorted(metrics["rate"]) == ["1", "8"]
+    for rate in metrics["rate"]:
+        predictions = []
+        for img in gt["images"]:
+            (png,) = (out / f"scenes/{row}/{rate}").glob(f"s*/{img['file_name']}")
+            rgb = np.asarray(Image.open(png).convert("RGB"))
+            x = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1) / 255.0
+            with job_threads(1), torch.inference_mode():
+                found = detector.model.eval()([x])[0]
+            for box, label, score in zip(
+                found["boxes"].double().numpy(),
+                found["labels"].tolist(),
+                found["scores"].tolist(),
+                strict=True,
+            ):
+                x0, x1 = box[0::2].clip(0, img["width"])
+                y0, y1 = box[1::2].clip(0, img["height"])
+                if label in label_id and score >= job["score_threshold"] and x1 > x0 and y1 > y0:
+                    predictions.append(
+                        {
+                            "image_id": img["id"],
+                            "category_id": label_id[label],
+                            "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                            "score": round(float(score), 5),
+                        }
+                    )
+        assert predictions, "the detector finds nothing: no AP to compare"
+        saved = [
+            p
+            for f in sorted((out / f"tasks/scenes/detection/{row}").glob(f"s*/{rate}.json"))
+            for p in json.loads(f.read_text())
+        ]
+        assert sorted(map(json.dumps, predictions)) == sorted(map(json.dumps, saved))
+        expected = _coco_ap(gt, predictions)
+        table = metrics.set_index("rate").loc[rate, columns].astype(float).tolist()
+        in_rd = rd[(rd["codec"] == row) & (rd["rate"] == rate)][columns].astype(float)
+        assert len(in_rd) == 1
+        for got in (table, in_rd.iloc[0].tolist()):
+            assert got == pytest.approx(expected, abs=1e-9, nan_ok=True)
+
+
+def test_every_bd_row_says_why_it_has_no_number(tasks_run):
+    """2 rate points per row: no BD number anywhere but the anchor's, each row's reason in
+    its note (recomputed: bjontegaard cannot take these curves)."""
+    for dataset in ("scenes", "objects"):
+        assert check_bd_table(tasks_run, dataset) == 0
 
 
 def test_reference_row_scores_the_uncompressed_images(tasks_run):

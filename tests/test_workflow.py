@@ -19,7 +19,16 @@ from PIL import Image
 
 from discover.plan import snakemake_command
 
-from .conftest import ROOT, check_recorded_digest, snakemake, tiny_config, tree_digest, write_config
+from .conftest import (
+    ROOT,
+    check_bd_table,
+    check_recorded_digest,
+    save_random_backbone,
+    snakemake,
+    tiny_config,
+    tree_digest,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +72,39 @@ def test_dag_produces_tables_plots_and_report(finished_run):
     proc = snakemake(finished_run, finished_run / "config.yaml", "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def bd_run(tmp_path_factory):
+    """The tiny config with 4 rate points per codec (BD needs 4) and LPIPS, lower is better
+    (a random AlexNet under the official file name as its backbone)."""
+    from discover.metrics.perceptual import lpips_backbone_weight
+
+    work = tmp_path_factory.mktemp("bd_run")
+    (work / "cache").mkdir()
+    save_random_backbone("alexnet", work / "cache" / lpips_backbone_weight("alex").filename, 1)
+    cfg = tiny_config(shard_size=4, weights_cache=str(work / "cache"))
+    cfg["codecs"]["jpeg"]["rates"] = [15, 30, 50, 90]
+    cfg["codecs"]["hevc"]["rates"] = [44, 38, 32, 24]
+    cfg["metrics"] = ["psnr", "msssim", "lpips"]
+    proc = snakemake(work, write_config(work / "config.yaml", cfg))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work
+
+
+def test_every_bd_value_is_the_bjontegaard_package_on_the_rd_table(bd_run, finished_run):
+    """bd.csv recomputed from rd.csv with the bjontegaard package: JPEG against the HEVC
+    anchor for PSNR, MS-SSIM and LPIPS (negated for BD-rate, in its own sign for BD-LPIPS)."""
+    assert check_bd_table(bd_run, "scenes") == 3
+    bd = pd.read_csv(bd_run / "results/tables/scenes/bd.csv").set_index(["codec", "metric"])
+    jpeg = bd.loc["jpeg"]
+    # JPEG needs more bits than HEVC intra for the same quality by every metric, and at the
+    # same rate has a lower PSNR and MS-SSIM and a higher (worse) LPIPS
+    assert (jpeg["bd_rate_pct"] > 0).all()
+    assert jpeg.loc["psnr", "bd_metric"] < 0 and jpeg.loc["msssim", "bd_metric"] < 0
+    assert jpeg.loc["lpips", "bd_metric"] > 0
+    # 3 rate points: no BD number, the reason in each row
+    assert check_bd_table(finished_run, "scenes") == 0
 
 
 def test_same_config_gives_byte_identical_bitstreams_and_tables(finished_run, tmp_path):

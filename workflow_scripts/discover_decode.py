@@ -11,8 +11,9 @@ with rule_context(smk):
         smk.input.reference,
         smk.input.streams,
         smk.output.decoded,
-        smk.output.metrics,
+        smk.output.get("metrics"),
         threads=smk.threads,
         metric_status=smk.params.metric_status,
         reuse=(smk.params.reuse, smk.input.reuse[0]) if smk.params.reuse else None,
+        viewer=smk.params.viewer,
     )

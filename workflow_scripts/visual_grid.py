@@ -9,5 +9,6 @@ with rule_context(smk):
         smk.input.reference,
         smk.input.rd,
         smk.output[0],
+        grounding=smk.params.grounding,
         **smk.params.settings,
     )

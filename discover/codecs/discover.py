@@ -9,8 +9,9 @@ discover.stages.semantics); ``consumers`` picks which decodings the tables show 
 ŷ). Without ``composition`` a consumer's image is the VAE decoder on ẑ_c ("DISCOVER w/o
 composition"); with ``composition: {prior, control, steps: {machine, human}, prompt, seed}`` ẑ_c
 conditions the diffusion prior through the control module of the rate point (``control/r<λ_R>/``),
-with ``steps.machine`` DDIM steps for task consumers and ``steps.human`` for the human one
-(discover.composition).
+with ``steps.machine`` DDIM steps for the decode a task model looks at and ``steps.human`` for the
+one the human metrics look at, whichever stream was received (discover.composition). Each
+stream is decoded once per viewer whose decodes differ (:meth:`DiscoverCodec.decode_views`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
-from discover.discover_codec.bitstream import HUMAN, Container
+from discover.discover_codec.bitstream import Container
+from discover.discover_codec.consumers import HUMAN, MACHINE, VIEWERS
 from discover.discover_codec.vae import SD21_VAE
 from discover.errors import CodecError
 from discover.io import write_bytes_atomic
@@ -209,17 +211,42 @@ class DiscoverCodec(Codec):
     def encode(self, image: np.ndarray, rate, path: Path, boxes=None) -> None:
         write_bytes_atomic(path, self.encode_container(image, rate, boxes).to_bytes())
 
-    def decode_settings(self, consumer: str) -> tuple:
-        """What besides the received bits decides the image a consumer's stream decodes to:
-        two consumers with equal settings and equal bits (``Container.decodes_like``) get the
-        same image."""
+    def decode_views(self) -> list[str]:
+        """The viewers that need a decode of their own: both when the composition samples a
+        different number of steps for each, else ``human`` alone (one decode serves both)."""
+        settings = self.composition
+        if settings is None or settings.steps_for(MACHINE) == settings.steps_for(HUMAN):
+            return [HUMAN]
+        return list(VIEWERS)
+
+    def decode_settings(self, viewer: str = HUMAN) -> tuple:
+        """What besides the received bits decides the image a viewer's decode gives: two
+        decodes with equal settings and equal bits (``Container.decodes_like``) give the same
+        image."""
+        if viewer not in VIEWERS:
+            raise CodecError(f"codec {self.name!r}: viewer {viewer!r} is not one of {VIEWERS}")
         settings = self.composition
         if settings is None:
             return ("vae",)
-        return ("composition", settings.steps_for(consumer))
+        return ("composition", settings.steps_for(viewer))
 
-    def decode(self, path: Path, shape: tuple[int, int], rate, consumer: str = HUMAN):
+    def unet_evaluations(self, rate) -> int:
+        """UNet evaluations the composition of a rate point has run so far in this job (0
+        without composition, or before its first decode)."""
+        composer = self._models.get(("composer", str(rate)))
+        return 0 if composer is None else composer.unet_evaluations
 
+    def decode(
+        self,
+        path: Path,
+        shape: tuple[int, int],
+        rate,
+        consumer: str = HUMAN,
+        viewer: str = HUMAN,
+    ):
+        """The image ``consumer``'s stream at ``path`` decodes to for ``viewer``."""
+        if viewer not in VIEWERS:
+            raise CodecError(f"codec {self.name!r}: viewer {viewer!r} is not one of {VIEWERS}")
         container = Container.from_bytes(Path(path).read_bytes(), str(path))
         if (container.height, container.width) != tuple(shape):
             raise CodecError(
@@ -233,5 +260,11 @@ class DiscoverCodec(Codec):
         from discover.composition import decode_composed
 
         return decode_composed(
-            self.model(rate), container, consumer, self.composer(rate), settings, str(path)
+            self.model(rate),
+            container,
+            consumer,
+            self.composer(rate),
+            settings,
+            str(path),
+            viewer,
         )

@@ -6,8 +6,9 @@ of :mod:`discover.composition.prior`), the control module C and ``DDIMScheduler`
 math: each step is ``C(z_t, t, ẑ_c)`` -> residuals -> ``ε_θ(z_t, t, prompt | residuals)`` ->
 ``scheduler.step`` (deterministic DDIM, η = 0; Eq. 3 is its stochastic DDPM form).
 
-How many steps to run is the caller's choice (the paper: 8 for machine consumers, 50 for
-humans); :class:`CompositionSettings` carries that choice from the config.
+How many steps to run is the caller's choice; :class:`CompositionSettings` carries it from the
+config per *viewer* (paper §4.1.1: "the sampling step is set as 8 for machine vision tasks, 50
+for human perception"): whoever looks at the image, not which stream was received, decides.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 
 from discover.composition.control import control_from_unet, load_control
-from discover.discover_codec.bitstream import HUMAN, Container
+from discover.discover_codec.bitstream import Container
+from discover.discover_codec.consumers import HUMAN, MACHINE, VIEWERS
 from discover.discover_codec.model import DiscoverModel
 from discover.discover_codec.vae import decode_latent
 from discover.errors import DiscoverError
@@ -32,7 +34,7 @@ from discover.weights import resolve_pretrained_dir
 #: The SD layout every prior directory has (Hub repos keep more, e.g. ``feature_extractor``).
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 #: Paper §4.1.1: 8 sampling steps for machine vision, 50 for human perception.
-DEFAULT_STEPS = {"machine": 8, HUMAN: 50}
+DEFAULT_STEPS = {MACHINE: 8, HUMAN: 50}
 #: Where sampling starts: z_T ~ N(0, I) ("noise", the paper's "initial noise"), or
 #: z_T ~ q(z_T | ẑ_c), ẑ_c diffused to the first sampled step ("condition").
 STARTS = ("noise", "condition")
@@ -70,12 +72,12 @@ class CompositionSettings:
             raise DiscoverError(f"composition: start {d['start']!r} is not one of {list(STARTS)}")
         return cls(**d)
 
-    def steps_for(self, consumer: str) -> int:
-        """Sampling steps for a consumer: ``human`` gets the human setting, a task the
-        ``machine`` one (unless the config names the task itself)."""
-        if consumer in self.steps:
-            return int(self.steps[consumer])
-        return int(self.steps["machine"])
+    def steps_for(self, viewer: str) -> int:
+        """Sampling steps of the decode a viewer (``human`` or ``machine``) looks at, whichever
+        stream it was given."""
+        if viewer not in VIEWERS:
+            raise DiscoverError(f"composition: viewer {viewer!r} is not one of {list(VIEWERS)}")
+        return int(self.steps[viewer])
 
     def control_dir(self, rate: str | int | float) -> Path | None:
         return None if self.control is None else Path(self.control) / f"r{rate}"
@@ -156,6 +158,12 @@ class CompositionPipeline:
         self.tokenizer = tokenizer
         self.scheduler = scheduler
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        #: UNet evaluations so far (a forward hook counts them: what the decode really ran)
+        self.unet_evaluations = 0
+        self.unet.register_forward_pre_hook(self._count_evaluation)
+
+    def _count_evaluation(self, module, args) -> None:
+        self.unet_evaluations += 1
 
     @classmethod
     def from_pretrained(
@@ -344,11 +352,12 @@ def decode_composed(
     composer: CompositionPipeline,
     settings: CompositionSettings,
     source: str = "stream",
+    viewer: str = HUMAN,
 ) -> np.ndarray:
     """A DISCOVER stream decoded with generative composition (paper §3.3): the model's ẑ_c
-    conditions the diffusion prior through the control module, ``settings.steps_for(consumer)``
-    DDIM steps from the seeded noise give z_0, the prior's VAE decodes it; cropped to the image
-    size.
+    (from what ``consumer`` receives) conditions the diffusion prior through the control
+    module, ``settings.steps_for(viewer)`` DDIM steps from the seeded noise give z_0, the
+    prior's VAE decodes it; cropped to the image size.
 
     ``composer`` must belong to the model's rate point (its control module was trained with
     that codec) and its VAE must be the one ẑ_c targets.
@@ -356,7 +365,7 @@ def decode_composed(
     z_c_hat = model.decode_latent(c, consumer, source)
     x = composer(
         z_c_hat.clone(),  # out of inference mode: the composer runs under no_grad
-        steps=settings.steps_for(consumer),
+        steps=settings.steps_for(viewer),
         seed=settings.seed,
         prompt=settings.prompt,
         guidance_scale=settings.guidance_scale,

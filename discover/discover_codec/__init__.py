@@ -1,16 +1,29 @@
-"""The DISCOVER codec: task-masked ELIC latent, structured ``.dsc`` bitstream, ẑ_c synthesis."""
+"""The DISCOVER codec: task-masked ELIC latent, structured ``.dsc`` bitstream, ẑ_c synthesis.
 
-from discover.discover_codec.bitstream import HUMAN, Container, TaskPart
-from discover.discover_codec.net import FULL, MINI, CodecConfig, DiscoverCodecNet
-from discover.errors import BitstreamError
+The names below load on first use, so that :mod:`discover.discover_codec.consumers` (read by
+the plan) imports without PyTorch.
+"""
 
-__all__ = [
-    "FULL",
-    "HUMAN",
-    "MINI",
-    "BitstreamError",
-    "CodecConfig",
-    "Container",
-    "DiscoverCodecNet",
-    "TaskPart",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "HUMAN": "discover.discover_codec.consumers",
+    "MACHINE": "discover.discover_codec.consumers",
+    "VIEWERS": "discover.discover_codec.consumers",
+    "Container": "discover.discover_codec.bitstream",
+    "Part": "discover.discover_codec.bitstream",
+    "FULL": "discover.discover_codec.net",
+    "MINI": "discover.discover_codec.net",
+    "CodecConfig": "discover.discover_codec.net",
+    "DiscoverCodecNet": "discover.discover_codec.net",
+    "BitstreamError": "discover.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

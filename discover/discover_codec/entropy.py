@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
+from discover.discover_codec.bitstream import values_check
 from discover.discover_codec.net import DiscoverCodecNet, anchor_mask
 
 
@@ -108,3 +109,15 @@ def decode_region(
     decoder = RansDecoder()
     decoder.set_stream(stream)
     return code_positions(net, hyper_params, y_visible, coded, decoder=decoder)
+
+
+def region_check(y: torch.Tensor, coded: torch.Tensor) -> bytes:
+    """The check of a region's stream: of the integers of ŷ at ``coded`` (channel-major), as
+    the encoder had them and as a decoder got them back."""
+    values = y[0][:, coded].to(torch.int32).cpu().numpy().astype(">i4")
+    return values_check(values.tobytes())
+
+
+def tensor_check(x: torch.Tensor) -> bytes:
+    """The check of ẑ: of its float32 values."""
+    return values_check(x.detach().to(torch.float32).cpu().numpy().astype(">f4").tobytes())

@@ -53,9 +53,10 @@ def fuzz(
 ) -> FuzzReport:
     """Feed ``n`` mutants of ``data`` to the container parser and ``model``'s decoder.
 
-    ``repair_checksum`` recomputes each mutant's CRC, so that the mutants reach the field checks
-    and the entropy decoder: then only crashes count (a stream with a valid checksum but altered
-    entropy-coded bytes decodes to another ŷ by construction; no format can tell)."""
+    ``repair_checksum`` recomputes each mutant's CRC, so that the mutants reach the field checks,
+    the entropy decoder and the per-stream checks of the decoded values: a mutant that still
+    decodes must give every consumer it shares with the original the original's ŷ (a renamed
+    task is no wrong decode; other values for the same consumer are)."""
     original = Container.from_bytes(data)
     truth = {c: model.decode_y(original, c)[0] for c in original.consumers}
     report = FuzzReport()
@@ -77,6 +78,9 @@ def fuzz(
             continue
         if repair_checksum:
             report.decoded += 1
+            shared = decoded.keys() & truth.keys()
+            if any(not torch.equal(decoded[k], truth[k]) for k in shared):
+                report.wrong_decodes += 1
         elif decoded.keys() != truth.keys() or any(
             not torch.equal(decoded[k], truth[k]) for k in truth
         ):

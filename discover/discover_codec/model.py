@@ -5,10 +5,13 @@ Decoding "without composition" maps ẑ_c through the VAE decoder (paper Fig. 8)
 composition (ControlNet on SD, :func:`discover.composition.decode_composed`) starts from the
 same ẑ_c.
 
-CPU/GPU caveat: the entropy parameters (means rounded to integers, scales bucketed into CDF
-indexes) come out of float convolutions; a decoder on another kind of device (or with another
-convolution algorithm) may compute a value on the other side of a rounding boundary and then
-decodes garbage. Encode and decode on the same kind of device; CPU to CPU is bit-exact across
+Devices: the entropy parameters (means rounded to integers, scales bucketed into CDF indexes)
+come out of float convolutions; a decoder on another kind of device (another GPU model, another
+convolution algorithm) may compute a value on the other side of a rounding boundary and read the
+valid bytes of a stream into other symbols. The container records the device kind that encoded
+it and a check of every stream's values; :meth:`DiscoverModel.decode_y` refuses a stream whose
+decoded values fail their check, naming both devices, so such a decode is an error, never a
+wrong image. Encode and decode on the same kind of device; CPU to CPU is bit-exact across
 processes, which the tests check.
 """
 
@@ -16,14 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from discover.discover_codec.bitstream import HUMAN, Container, TaskPart
-from discover.discover_codec.entropy import decode_region, encode_region
+from discover.discover_codec.bitstream import HUMAN, Container, Part
+from discover.discover_codec.entropy import (
+    decode_region,
+    encode_region,
+    region_check,
+    tensor_check,
+)
 from discover.discover_codec.masks import boxes_to_mask
 from discover.discover_codec.net import (
     FULL,
@@ -80,6 +89,29 @@ def masks_from_boxes(
     return {task: boxes_to_mask(b, grid, (height, width)) for task, b in boxes.items()}
 
 
+def device_kind(device: torch.device | str) -> str:
+    """The kind of device whose float arithmetic makes a stream's entropy parameters: the GPU
+    model for CUDA, the architecture for a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"{device.type}:{platform.machine()}"
+
+
+def shared_masks(masks: Mapping[str, np.ndarray]) -> list[tuple[tuple[str, ...], np.ndarray]]:
+    """Tasks grouped by identical mask (in the order of their first task): one part each."""
+    groups: list[tuple[list[str], np.ndarray]] = []
+    for name, mask in masks.items():
+        mask = np.asarray(mask, dtype=bool)
+        for names, m in groups:
+            if np.array_equal(m, mask):
+                names.append(name)
+                break
+        else:
+            groups.append(([name], mask))
+    return [(tuple(names), m) for names, m in groups]
+
+
 class DiscoverModel:
     """A DISCOVER codec at one rate point together with its diffusion VAE."""
 
@@ -113,7 +145,8 @@ class DiscoverModel:
     # -- encoding ----------------------------------------------------------------------------
     @torch.inference_mode()
     def encode(self, image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None) -> Container:
-        """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per task mask, ẑ and the rest."""
+        """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per distinct task mask (tasks
+        with identical masks share it), ẑ and the rest, each with the check of its values."""
         h, w = image.shape[:2]
         grid = latent_grid(h, w)
         x = pad_image(image_to_tensor(image)).to(self.device)
@@ -125,15 +158,28 @@ class DiscoverModel:
         z_hat = net.entropy_bottleneck.decompress([z_stream], z.shape[-2:])
         hyper = net.hyper.h_s(z_hat)
         union = torch.zeros(grid, dtype=torch.bool, device=self.device)
-        tasks = []
-        for name, mask in (masks or {}).items():
+        parts = []
+        for names, mask in shared_masks(masks or {}):
             if mask.shape != grid:
-                raise CodecError(f"mask of task {name!r} is {mask.shape}, latent grid is {grid}")
-            m = torch.from_numpy(np.asarray(mask, dtype=bool)).to(self.device)
-            tasks.append(TaskPart(name, mask.astype(bool), encode_region(net, hyper, y_hat, m)))
+                raise CodecError(f"mask of task(s) {names} is {mask.shape}, latent grid is {grid}")
+            m = torch.from_numpy(mask).to(self.device)
+            stream = encode_region(net, hyper, y_hat, m)
+            parts.append(Part(names, mask, stream, region_check(y_hat, m)))
             union |= m
         rest = encode_region(net, hyper, y_hat, ~union, known=union)
-        return Container(self.model_id, self.fingerprint, self.rate, h, w, z_stream, tasks, rest)
+        return Container(
+            self.model_id,
+            self.fingerprint,
+            self.rate,
+            h,
+            w,
+            z_stream,
+            parts,
+            rest,
+            device=device_kind(self.device),
+            z_check=tensor_check(z_hat),
+            rest_check=region_check(y_hat, ~union),
+        )
 
     # -- decoding ----------------------------------------------------------------------------
     def check(self, c: Container, source: str = "stream") -> None:
@@ -152,26 +198,39 @@ class DiscoverModel:
     def decode_y(
         self, c: Container, consumer: str, source: str = "stream"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ŷ part the consumer receives, ẑ): ỹ_i for a task, all of ŷ for ``human``."""
+        """(ŷ part the consumer receives, ẑ): ỹ_i for a task, all of ŷ for ``human``; every
+        stream's decoded values verified against the encoder's check."""
         self.check(c, source)
         part = c.for_consumer(consumer)
         net = self.net
         gh, gw = c.grid
         try:
             z_hat = net.entropy_bottleneck.decompress([c.z_stream], (gh // 4, gw // 4))
+            self._verify(tensor_check(z_hat), c.z_check, "ẑ", c, source)
             hyper = net.hyper.h_s(z_hat)
             y_full = torch.zeros((1, net.cfg.M, gh, gw), device=self.device)
             union = torch.zeros((gh, gw), dtype=torch.bool, device=self.device)
-            for t in part.tasks:
-                m = torch.from_numpy(t.mask).to(self.device)
-                y_t = decode_region(net, hyper, t.stream, m, torch.zeros_like(y_full))
+            for p in part.parts:
+                m = torch.from_numpy(p.mask).to(self.device)
+                y_t = decode_region(net, hyper, p.stream, m, torch.zeros_like(y_full))
+                self._verify(region_check(y_t, m), p.check, "+".join(p.names), c, source)
                 y_full = torch.where(m, y_t, y_full)
                 union |= m
             if consumer == HUMAN:
                 decode_region(net, hyper, part.rest, ~union, y_full)
+                self._verify(region_check(y_full, ~union), part.rest_check, "rest", c, source)
         except (RuntimeError, ValueError, IndexError, OverflowError) as exc:
             raise BitstreamError(f"{source}: entropy decoding failed ({exc})") from exc
         return y_full, z_hat
+
+    def _verify(self, got: bytes, expected: bytes, stream: str, c: Container, source: str):
+        if got != expected:
+            raise BitstreamError(
+                f"{source}: stream {stream!r} decodes to other values than were encoded "
+                f"(encoded on {c.device or 'an unrecorded device'}, decoded on "
+                f"{device_kind(self.device)}): the entropy parameters differ between the two "
+                "devices' float arithmetic; decode on the kind of device that encoded it"
+            )
 
     @torch.inference_mode()
     def decode_latent(self, c: Container, consumer: str, source: str = "stream") -> torch.Tensor:

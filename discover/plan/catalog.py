@@ -143,7 +143,6 @@ class Catalog(Weights):
     def task_weight_files(self, task: str) -> list[str]:
 
         # PyTorch and the task models load on use: the plan is built without them
-        # PyTorch and the task models load on use: the plan is built without them
         from discover.tasks.mmdet_backend import required_files
         from discover.tasks.models import required_weights
 
@@ -206,6 +205,12 @@ class Catalog(Weights):
         entry = self.config["codecs"][codec]
         return int(entry.get("gpus", get_codec(codec, self.config).gpus))
 
+    def codec_gpu_model(self, codec: str) -> str:
+        """The SLURM GPU model of a codec's GPU jobs ("" when it names none or uses no GPU)."""
+        if not self.codec_gpus(codec):
+            return ""
+        return str(self.config["codecs"][codec].get("gpu_model", ""))
+
     @property
     def anchor(self) -> str:
         return self.config.get("anchor") or self.codecs[0]
@@ -256,10 +261,12 @@ class Catalog(Weights):
             return None
 
         name = fid_config(self.config).get("demo")
-        if not name or name not in self.config.get("classifier_training", {}):
+        entries = self.config.get("classifier_training") or {}
+        if not name or name not in entries:
             raise ConfigError(
                 "config key fid.demo: FID with demo features needs the name of a "
-                f"classifier_training entry (got {name!r})"
+                f"classifier_training entry (got {name!r}; classifier_training: "
+                f"{', '.join(entries) or 'none'})"
             )
         return self.classifier_path(name)
 

@@ -22,6 +22,11 @@ class Plan(JobConfigs):
                 for d in self.datasets
                 for c in self.discover_codecs
             ),
+            "discover_decode_machine": sum(
+                len(self.shards(d)) * len(self.rates(r))
+                for d in self.datasets
+                for r in self.machine_view_rows(d)
+            ),
             "aggregate_rd": sum(
                 len([r for r in self.table_rows(d) if r.split("@")[0] in self.measured_codecs])
                 for d in self.datasets
@@ -66,6 +71,7 @@ class Plan(JobConfigs):
             ),
             "merge_annotations": sum(self.has_annotations(d) for d in self.datasets),
             "visual_grid": len(self.visual_grid_datasets()),
+            "latent_figure": sum(1 for d in self.datasets if self.latent_figure(d)),
             "ablation_plot": len(self.ablation_datasets()),
             "training_loss_plot": len(self.loss_plot_models()),
         }

@@ -6,30 +6,59 @@ from __future__ import annotations
 
 from discover.codecs import get_codec
 from discover.config import grounding_config
+from discover.discover_codec.consumers import HUMAN, MACHINE
 from discover.labels.config import label_cache_key
 from discover.metrics import METRICS
 from discover.plan.rows import Rows
 
 
 class JobConfigs(Rows):
-    def decode_reuse(self, codec: str, dataset: str, consumer: str) -> str | None:
-        """The consumer whose decoded images a DISCOVER consumer's decode may take: the first
-        task consumer, for a later task decoded with the same settings (tasks whose grounding
-        finds the same boxes receive the same bits; the decode job compares them per image)."""
+    def decode_views(self, codec: str) -> list[str]:
+        """Viewers with a decode of their own of every DISCOVER row of ``codec``: ``human``,
+        and ``machine`` when the composition samples another number of steps for machines."""
+        views = self.__dict__.setdefault("_decode_views", {})
+        if codec not in views:
+            # the job's config: a trained entry's composition paths are filled in there
+            job = self.codec_job_config(codec, str(self.rates(codec)[0]))
+            views[codec] = get_codec(codec, job).decode_views()
+        return views[codec]
 
-        tasks = [c for c in self.consumers(codec, dataset) if c != "human"]
-        if consumer not in tasks[1:]:
-            return None
-        # the job's config: a trained entry's composition paths are filled in there
-        c = get_codec(codec, self.codec_job_config(codec, str(self.rates(codec)[0])))
-        return tasks[0] if c.decode_settings(consumer) == c.decode_settings(tasks[0]) else None
+    def decoded_dir(
+        self, dataset: str, row: str, rate: str, shard: str, viewer: str = HUMAN
+    ) -> str:
+        """The decoded shard a viewer of a row looks at: a DISCOVER row's machine view has a
+        directory of its own where its decodes differ from the human view's."""
+        codec, _, consumer = row.partition("@")
+        if viewer == MACHINE and consumer and MACHINE in self.decode_views(codec):
+            return f"{self.out}/{dataset}/{row}/{rate}/{MACHINE}/{shard}"
+        return f"{self.out}/{dataset}/{row}/{rate}/{shard}"
+
+    def machine_view_rows(self, dataset: str) -> list[str]:
+        """DISCOVER rows of a dataset decoded a second time for the task models that read them
+        (their machine steps differ from the human ones)."""
+        rows = {r for t in self.dataset_tasks(dataset) for r in self.task_rows(dataset, t)}
+        return sorted(
+            r for r in rows if "@" in r and MACHINE in self.decode_views(r.partition("@")[0])
+        )
+
+    def decode_reuse(
+        self, codec: str, dataset: str, consumer: str, viewer: str = HUMAN
+    ) -> str | None:
+        """The consumer whose decoded images a DISCOVER consumer's decode for ``viewer`` may
+        take: the first task consumer, for a later task (tasks whose grounding finds the same
+        boxes receive the same bits; the decode job compares them per image)."""
+
+        tasks = [c for c in self.consumers(codec, dataset) if c != HUMAN]
+        return tasks[0] if consumer in tasks[1:] else None
 
     def decode_reuse_dirs(
-        self, codec: str, dataset: str, consumer: str, rate: str, shard: str
+        self, codec: str, dataset: str, consumer: str, rate: str, shard: str, viewer: str = HUMAN
     ) -> list[str]:
-        """The decoded shard of :meth:`decode_reuse`'s consumer (an input), or none."""
-        other = self.decode_reuse(codec, dataset, consumer)
-        return [] if other is None else [f"{self.out}/{dataset}/{codec}@{other}/{rate}/{shard}"]
+        """The decoded shard of :meth:`decode_reuse`'s consumer for the viewer (an input)."""
+        other = self.decode_reuse(codec, dataset, consumer, viewer)
+        if other is None:
+            return []
+        return [self.decoded_dir(dataset, f"{codec}@{other}", rate, shard, viewer)]
 
     def task_job_config(self, task: str) -> dict:
         cfg = {k: v for k, v in self.config["tasks"][task].items() if k not in ("trained",)}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from discover.codecs import get_codec
 from discover.config import grounding_config, needs_annotations
+from discover.discover_codec.consumers import HUMAN
 from discover.errors import ConfigError
 from discover.labels.config import label_config, task_config
 from discover.metrics.catalog import official_metric_weights
@@ -23,13 +24,17 @@ class Rows(Catalog):
         consumers = get_codec(codec, self.config).consumers(
             self.has_annotations(dataset), needs_annotations(self.config)
         )
-        # a task restricted to other datasets (tasks.<t>.datasets) has no stream to decode here
+        # a container carries the streams of the tasks evaluated on its dataset: an evaluated
+        # task on the datasets it is measured on, another one where tasks.<t>.datasets allows
         tasks = self.config.get("tasks") or {}
-        return [
-            c
-            for c in consumers
-            if not (tasks.get(c) or {}).get("datasets") or dataset in tasks[c]["datasets"]
-        ]
+        evaluated = set(self.evaluated_tasks)
+
+        def here(c: str) -> bool:
+            if c in evaluated:
+                return dataset in self.task_datasets(c)
+            return not (tasks.get(c) or {}).get("datasets") or dataset in tasks[c]["datasets"]
+
+        return [c for c in consumers if c == HUMAN or here(c)]
 
     def task_rows(self, dataset: str, task: str) -> list[str]:
         """Rows a task is measured on: every measured codec; of DISCOVER, the task's own
@@ -197,22 +202,43 @@ class Rows(Catalog):
         return rows
 
     def visual_grid_rows(self, dataset: str) -> dict[str, dict[str, list[str]]]:
-        """Rows of the Fig. 7 grid (what a human sees: codecs and DISCOVER's full stream),
-        rate -> [per-image metrics CSV, decoded folder] of the dataset's first shard."""
+        """Rows of the Fig. 7 grid, in the order of its panels: the codecs, then per DISCOVER
+        codec the stream of each grounded task ("Ours (Detection)") and the full stream
+        ("Ours (Full)"), each as the human viewer sees it; rate -> [per-image metrics CSV,
+        decoded folder] of the dataset's first shard."""
         out, shard = self.out, self.shards(dataset)[0]
-        rows = {}
-        for row in self.table_rows(dataset):
+        table = self.table_rows(dataset)
+        codecs, discover = [], []
+        for row in table:
             codec, _, consumer = row.partition("@")
-            if codec not in self.measured_codecs or consumer not in ("", "human"):
+            if codec not in self.measured_codecs:
                 continue
-            rows[row] = {
+            if not consumer:
+                codecs.append(row)
+            elif not any(r.startswith(f"{codec}@") for r in discover):
+                discover += [f"{codec}@{t}" for t in self.grounded_tasks(codec, dataset)]
+                discover += [f"{codec}@{HUMAN}"] if f"{codec}@{HUMAN}" in table else []
+        return {
+            row: {
                 rate: [
                     f"{out}/metrics/{dataset}/{row}/{rate}/{shard}.csv",
-                    f"{out}/{dataset}/{row}/{rate}/{shard}",
+                    f"{out}/{dataset}/{row}/{rate}/{shard}",  # the human view
                 ]
                 for rate in self.rates(row)
             }
-        return rows
+            for row in codecs + discover
+        }
+
+    def visual_grid_grounding(self, dataset: str) -> dict[str, str]:
+        """Task -> the grounding file of the dataset's first shard, for each task whose stream
+        the Fig. 7 grid shows ("Ground Truth (Detection)": the grounded boxes)."""
+        shard = self.shards(dataset)[0]
+        files = {}
+        for row in self.visual_grid_rows(dataset):
+            codec, _, consumer = row.partition("@")
+            if consumer and consumer != HUMAN:
+                files.setdefault(consumer, self.grounding_by_task(codec, dataset, shard)[consumer])
+        return files
 
     def visual_grid_inputs(self, dataset: str) -> list[str]:
         return [
@@ -229,6 +255,33 @@ class Rows(Catalog):
     def visual_grid_datasets(self) -> list[str]:
         wanted = (self.config.get("visual_grid") or {}).get("datasets") or self.datasets
         return [d for d in self.datasets if d in wanted and self.visual_grid_rows(d)]
+
+    def latent_figure(self, dataset: str) -> dict | None:
+        """The Fig. 4 figure of a dataset (the latents of the composition), or None where no
+        DISCOVER codec with composition runs: the first such codec, at its middle rate point
+        (our choice), on the stream of its first task there (the paper's Fig. 4 composes from
+        "the partial task-related compressed latent ỹ_i"; the full stream without a task), for
+        the grid's image; the human view of that row, the decode the figure's x̂ equals."""
+        shard = self.shards(dataset)[0]
+        for codec in self.discover_codecs:
+            if not self.runs_on(codec, dataset) or not self.has_composition(codec):
+                continue
+            consumers = self.consumers(codec, dataset)
+            tasks = [c for c in consumers if c != HUMAN]
+            consumer = tasks[0] if tasks else HUMAN
+            rates = self.rates(codec)
+            rate = rates[len(rates) // 2]
+            row = f"{codec}@{consumer}"
+            return {
+                "codec": codec,
+                "rate": rate,
+                "consumer": consumer,
+                "row": row,
+                "shard": shard,
+                "decoded": f"{self.out}/{dataset}/{row}/{rate}/{shard}",  # human view
+                "image": self.visual_grid_settings(dataset)["image"],
+            }
+        return None
 
     @property
     def measured_rows(self) -> list[str]:
@@ -254,6 +307,13 @@ class Rows(Catalog):
 
         for spec in official_metric_weights(self.config) + self.semantics_weights():
             specs[spec.filename] = spec
+        # PyTorch and the task models load on use: the plan is built without them
+        from discover.tasks.models import required_weights
+
+        for task in self.evaluated_tasks:  # torchvision weights names (COCO_V1, IMAGENET1K_V1)
+            if (self.config["tasks"][task] or {}).get("backend") != "mmdet":
+                for spec in required_weights(self.config["tasks"][task]):
+                    specs[spec.filename] = spec
         return specs
 
     def semantics_weights(self, part: str | None = None) -> list:

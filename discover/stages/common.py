@@ -55,13 +55,17 @@ def metric_row(
     return row
 
 
-def write_metrics(rows: list[dict], metrics_csv: str | Path, timings_csv: Path) -> pd.DataFrame:
+def write_metrics(
+    rows: list[dict], metrics_csv: str | Path, timings_csv: Path | None = None
+) -> pd.DataFrame:
+    """The per-image metrics CSV; the rows' timing columns (``*_s``) go to ``timings_csv``."""
     df = pd.DataFrame(rows)
     timing_cols = [c for c in df.columns if c.endswith("_s")]
     with atomic_path(metrics_csv) as tmp_csv:
         df.drop(columns=timing_cols).to_csv(tmp_csv, index=False)
     # Timings are measurements, not results: kept apart so results stay byte-identical.
-    df[["id", *timing_cols]].to_csv(timings_csv, index=False)
+    if timings_csv is not None:
+        df[["id", *timing_cols]].to_csv(timings_csv, index=False)
     return df
 
 

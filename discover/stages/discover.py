@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from discover.discover_codec.bitstream import Container
+from discover.discover_codec.bitstream import HUMAN, Container
 from discover.errors import CodecError
 from discover.grounding.shard import grounded_boxes
 from discover.io import atomic_dir, write_bytes_atomic
@@ -73,31 +73,41 @@ def run_discover_decode(
     reference_dir: str | Path,
     streams_dir: str | Path,
     out_dir: str | Path,
-    metrics_csv: str | Path,
+    metrics_csv: str | Path | None,
     threads: int = 1,
     reuse: tuple[str, str | Path] | None = None,
     metric_status: Mapping[str, str] | None = None,
+    viewer: str = HUMAN,
 ) -> pd.DataFrame:
-    """Cut each image's ``consumer`` stream out of its container, decode it and measure: bits
-    = 8 x the bytes that consumer receives.
+    """Cut each image's ``consumer`` stream out of its container, decode it for ``viewer``
+    and measure: bits = 8 x the bytes that consumer receives.
 
-    ``out_dir`` keeps the cut streams (``{id}.dsc``) and reconstructions (``{id}.png``).
-    ``reuse``: (another consumer, its ``out_dir``): an image whose cut decodes like that
-    consumer's (the same bits and decode settings; two tasks whose grounding found the same
-    boxes) takes its PNG instead of being decoded again; the result is the same bytes."""
+    ``out_dir`` keeps the cut streams (``{id}.dsc``), reconstructions (``{id}.png``) and
+    ``timings.csv`` (bits, decode seconds and the composition's UNet evaluations per image).
+    ``metrics_csv``: the per-image metrics the tables read (the human view); None for a
+    machine view, which only task models read.
+    ``reuse``: (another consumer, its ``out_dir`` for the same viewer): an image whose cut
+    decodes like that consumer's (the same bits and decode settings; two tasks whose
+    grounding found the same boxes) takes its PNG instead of being decoded again; the result
+    is the same bytes."""
 
     c, rate_value, index, metrics = codec_job(
         config, codec, rate, reference_dir, threads, metric_status
     )
-    if reuse is not None and c.decode_settings(consumer) != c.decode_settings(reuse[0]):
-        reuse = None
-    rows, reused = [], 0
+    if metrics_csv is None:
+        metrics = []
+    if viewer not in c.decode_views():
+        raise CodecError(
+            f"codec {codec!r}: the {viewer} view needs no decode of its own "
+            f"(views: {', '.join(c.decode_views())})"
+        )
+    rows, timings, reused = [], [], 0
     with atomic_dir(out_dir) as tmp:
         for rec in index.itertuples(index=False):
             ref_path, ref = image_path(reference_dir, rec.id), read_image(reference_dir, rec.id)
             source = Path(streams_dir) / f"{rec.id}.dsc"
             cut = tmp / f"{rec.id}.dsc"
-            t0 = time.perf_counter()
+            t0, evaluations = time.perf_counter(), c.unet_evaluations(rate_value)
             try:
                 full = Container.from_bytes(source.read_bytes(), str(source))
                 mine = full.for_consumer(consumer)
@@ -107,15 +117,28 @@ def run_discover_decode(
                     out = read_image(reuse[1], rec.id)
                     reused += 1
                 else:
-                    out = c.decode(cut, ref.shape[:2], rate_value, consumer)
+                    out = c.decode(cut, ref.shape[:2], rate_value, consumer, viewer)
             except CodecError as exc:
-                raise CodecError(f"{exc} [image {ref_path}, consumer {consumer}]") from exc
+                raise CodecError(
+                    f"{exc} [image {ref_path}, consumer {consumer}, viewer {viewer}]"
+                ) from exc
             t1 = time.perf_counter()
             write_image(tmp, rec.id, out)
-            row = metric_row(rec, ref, out, 8 * cut.stat().st_size, metrics)
-            row["decode_s"] = round(t1 - t0, 6)
-            rows.append(row)
-        df = write_metrics(rows, metrics_csv, tmp / "timings.csv")
+            bits = 8 * cut.stat().st_size
+            timings.append(
+                {
+                    "id": rec.id,
+                    "bits": bits,
+                    "decode_s": round(t1 - t0, 6),
+                    "unet_evaluations": c.unet_evaluations(rate_value) - evaluations,
+                    "reused": bool(same),
+                }
+            )
+            rows.append(metric_row(rec, ref, out, bits, metrics))
+        df = pd.DataFrame(rows)
+        if metrics_csv is not None:
+            df = write_metrics(rows, metrics_csv)
+        pd.DataFrame(timings).to_csv(tmp / "timings.csv", index=False)
     if reuse is not None:
         log.info("%s: %d of %d images decode like %s's", consumer, reused, len(rows), reuse[0])
     return df

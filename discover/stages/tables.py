@@ -1,4 +1,5 @@
-"""Stages of rules/tables.smk: rate-distortion rows, BD tables, the visual grid."""
+"""Stages of rules/tables.smk: rate-distortion rows, BD tables, the visual grid (paper Fig. 7)
+and the composition's latents (paper Fig. 4)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ import pandas as pd
 
 from discover.bd import bd
 from discover.codecs import get_codec
+from discover.discover_codec.consumers import HUMAN
 from discover.errors import DatasetError, DiscoverError, MetricInputError
 from discover.images import read_rgb
 from discover.io import atomic_path
 from discover.metrics.catalog import metric_columns, metric_info
-from discover.plots import visual_grid
+from discover.plots import Panel, draw_boxes, latent_figure, latent_rgb, visual_grid
 from discover.shards import (
     image_path,
     read_image,
     read_index,
 )
-from discover.stages.common import NOT_EVALUATED
+from discover.stages.common import NOT_EVALUATED, rate_value
 
 log = logging.getLogger("discover")
 
@@ -150,6 +152,12 @@ def bd_table(
             }
             if m in status:
                 row.update(bd_rate_pct=float("nan"), bd_metric=float("nan"), note=status[m])
+            elif a[m].isna().all():  # the anchor has no such value: nothing to compare with
+                row.update(
+                    bd_rate_pct=float("nan"),
+                    bd_metric=float("nan"),
+                    note=f"{NOT_EVALUATED}: the anchor {anchor} has no {m}",
+                )
             elif codec == anchor:
                 row.update(bd_rate_pct=0.0, bd_metric=0.0, note="anchor")
             elif t[m].isna().all():  # e.g. DISCOVER's detection stream has no segm AP
@@ -183,8 +191,18 @@ def bd_table(
             rows.append(row)
     df = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6f")
+        # 10 significant digits: BD-KID is of the order of 1e-5
+        df.to_csv(tmp, index=False, float_format="%.10g")
     return df
+
+
+#: the grid's title of a DISCOVER stream (paper Fig. 7: "Ours (Detection)", "Ours (Full)")
+FULL_STREAM = "Full"
+
+
+def task_title(task: str) -> str:
+    """A task as the paper's Fig. 7 names it: ``detection`` -> "Detection"."""
+    return task.replace("_", " ").strip().title()
 
 
 def run_visual_grid(
@@ -195,10 +213,21 @@ def run_visual_grid(
     out_png: str | Path,
     image: str | None = None,
     bpp: float | None = None,
+    grounding: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Paper Fig. 7: the original and every row's reconstruction of one image at the rate whose
     bpp (of that image) is closest to ``bpp`` — by default DISCOVER's full stream at its middle
-    rate point. ``rows``: row -> rate -> (per-image metrics CSV, folder of decoded PNGs)."""
+    rate point — then, per task of ``grounding`` (task -> the shard's grounding file), the
+    boxes the grounding model found drawn on the original ("Ground Truth (Detection)").
+
+    ``rows``: row -> rate -> (per-image metrics CSV, folder of decoded PNGs), in the order the
+    panels take. A DISCOVER task stream (``codec@task``: "Ours (Detection)", the image a human
+    sees when only the task's part of the bitstream is sent) is shown at the rate point chosen
+    for the codec's full stream ("Ours (Full)"), so the two are cut from the same bitstream.
+
+    Returns the image, the target bpp, each row's rate and bpp, the panels (title, caption,
+    kind, row, task, rate, bpp and the image drawn) and the figure's layout
+    (:func:`discover.plots.image_grid`)."""
 
     index = read_index(reference_dir)
     image = image or str(index["id"].iloc[0])
@@ -208,10 +237,14 @@ def run_visual_grid(
     for row, rates in rows.items():
         for rate, (metrics_csv, decoded) in rates.items():
             per_image = pd.read_csv(metrics_csv, dtype={"id": str}).set_index("id")
+            if image not in per_image.index:
+                raise DiscoverError(
+                    f"visual grid of {dataset}: {metrics_csv} has no image {image!r}"
+                )
             value = float(per_image.loc[image, "bpp"])
-            points.setdefault(row, []).append((value, rate, image_path(decoded, image)))
+            points.setdefault(row, []).append((value, str(rate), image_path(decoded, image)))
     if bpp is None:
-        human = [r for r in points if r.endswith("@human")]
+        human = [r for r in points if r.endswith(f"@{HUMAN}")]
         pool = sorted(points[human[0]]) if human else sorted(p for v in points.values() for p in v)
         bpp = pool[len(pool) // 2][0]
     labels = {}
@@ -219,12 +252,224 @@ def run_visual_grid(
         rd = pd.read_csv(rd_csv)
         if "label" in rd:
             labels = dict(zip(rd["codec"], rd["label"], strict=False))
-    panels = [("original", read_image(reference_dir, image), None)]
+
+    def closest(row: str) -> tuple[float, str, Path]:
+        return min(points[row], key=lambda p: (abs(p[0] - bpp), p[0]))
+
+    picked = {}
+    for row in points:  # full streams and other codecs first: task streams follow their codec
+        if row.partition("@")[2] in ("", HUMAN):
+            picked[row] = closest(row)
+    for row in points:
+        codec, _, consumer = row.partition("@")
+        if row in picked:
+            continue
+        full = picked.get(f"{codec}@{HUMAN}")
+        same = [p for p in points[row] if full is not None and p[1] == full[1]]
+        picked[row] = same[0] if same else closest(row)
+
+    ref = read_image(reference_dir, image)
+    h, w = ref.shape[:2]
+    panels = [
+        {
+            "kind": "original",
+            "title": "Original",
+            "caption": f"{image} ({w}x{h} px)",
+            "image": ref,
+        }
+    ]
     chosen = {}
-    for row, candidates in points.items():
-        value, rate, png = min(candidates, key=lambda p: (abs(p[0] - bpp), p[0]))
-        label = f"{labels.get(row, row)}\n(rate {rate})"
-        panels.append((label, read_rgb(png, error=DatasetError), value))
+    for row in points:
+        value, rate, png = picked[row]
+        codec, _, consumer = row.partition("@")
+        label = str(labels.get(row, codec))
+        if consumer:
+            label = label.removesuffix(f" [{consumer}]")
+            stream = FULL_STREAM if consumer == HUMAN else task_title(consumer)
+            title = f"Ours ({stream})\n{label}, λ_R = {rate}"
+        else:
+            title = f"{label}\nrate {rate}"
+        panels.append(
+            {
+                "kind": "decoded",
+                "row": row,
+                "task": None if consumer in ("", HUMAN) else consumer,
+                "rate": rate,
+                "bpp": value,
+                "title": title,
+                "caption": f"{value:.3f} bpp",
+                "image": read_rgb(png, error=DatasetError),
+            }
+        )
         chosen[row] = {"rate": rate, "bpp": value}
-    visual_grid(panels, out_png, f"{dataset}: image {image}, target {bpp:.3f} bpp")
-    return {"image": image, "bpp": bpp, "rows": chosen}
+    for task, path in (grounding or {}).items():
+        # the grounding package imports its backends (PyTorch): loaded where a grid has boxes
+        from discover.grounding.shard import grounded_boxes
+
+        boxes = grounded_boxes([path])
+        if image not in boxes:
+            raise DiscoverError(
+                f"visual grid of {dataset}: grounding file {path} has no image {image!r}"
+            )
+        found = boxes[image]
+        panels.append(
+            {
+                "kind": "grounding",
+                "task": task,
+                "boxes": found,
+                "title": f"Ground Truth ({task_title(task)})",
+                "caption": f"{len(found)} grounded box{'es' if len(found) != 1 else ''}",
+                "image": draw_boxes(ref, found),
+            }
+        )
+    layout = visual_grid(
+        [Panel(p["title"], p["image"], p["caption"]) for p in panels],
+        out_png,
+        f"{dataset}: image {image}, target {bpp:.3f} bpp",
+    )
+    return {"image": image, "bpp": bpp, "rows": chosen, "panels": panels, "layout": layout}
+
+
+def run_latent_figure(
+    config: Mapping[str, Any],
+    codec: str,
+    rate: str,
+    consumer: str,
+    reference_dir: str | Path,
+    decoded_dir: str | Path,
+    out_png: str | Path,
+    image: str | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Paper Fig. 4, the intermediate steps of the composition for one image: its target latent
+    z_c = E(x), the latent ẑ_c the codec decodes from what ``consumer`` receives (a task's
+    part ỹ_i of ŷ and the side information ẑ; the paper shows a task stream), and the latent
+    z_0 the diffusion prior composes from it, with the human viewer's steps; under each latent
+    its decode by the VAE decoder D: D(z_c), D(ẑ_c) ("w/o composition") and x̂ = D(z_0).
+
+    The stream is the consumer's cut in ``decoded_dir`` (the human view of the row
+    ``codec@consumer`` at ``rate``), so x̂ is the image the pipeline decoded there; whether it
+    is, is logged and returned (``matches_decoded``). Returns the image, the panels (title,
+    caption, image) and the figure's layout, with the latents' mean squared distances to z_c
+    and the decodes' PSNR against the original."""
+    # PyTorch, diffusers and the DISCOVER model: the figure's job only (tables stay light)
+    import torch
+
+    # the DISCOVER model's modules, which import PyTorch
+    from discover.discover_codec.bitstream import Container
+    from discover.discover_codec.net import LATENT_STRIDE
+    from discover.discover_codec.vae import decode_latent
+    from discover.images import tensor_to_image
+    from discover.metrics.fidelity import psnr
+
+    c = get_codec(codec, config, threads=threads)
+    settings = getattr(c, "composition", None)
+    if settings is None:
+        raise DiscoverError(
+            f"latent figure: codec {codec!r} decodes without composition (config key "
+            f"codecs.{codec}.composition), so there is no z_0 to show"
+        )
+    value = rate_value(config["codecs"][codec]["rates"], rate, codec)
+    index = read_index(reference_dir)
+    image = image or str(index["id"].iloc[0])
+    if image not in set(index["id"].astype(str)):
+        raise DiscoverError(f"latent figure: image {image!r} is not in {reference_dir}")
+    stream = Path(decoded_dir) / f"{image}.dsc"
+    decoded_png = image_path(decoded_dir, image)
+    if not stream.is_file():
+        raise DiscoverError(
+            f"latent figure: {stream} (the {consumer} stream of {image}) is missing"
+        )
+    x = read_image(reference_dir, image)
+    h, w = x.shape[:2]
+    container = Container.from_bytes(stream.read_bytes(), str(stream))
+    model, composer = c.model(value), c.composer(value)
+    z_c = model.target_latent(x)
+    z_hat = model.decode_latent(container, consumer, str(stream))
+    z_0 = composer.compose(
+        z_hat.clone(),  # out of inference mode: the composer runs under no_grad
+        steps=settings.steps_for(HUMAN),
+        seed=settings.seed,
+        prompt=settings.prompt,
+        guidance_scale=settings.guidance_scale,
+        conditioning_scale=settings.conditioning_scale,
+        start=settings.start,
+    )
+    x_hat = tensor_to_image(composer.decode(z_0), h, w)
+    with torch.inference_mode():
+        d_zc = tensor_to_image(decode_latent(model.vae, z_c), h, w)
+        d_zhat = tensor_to_image(decode_latent(model.vae, z_hat), h, w)
+    decoded = read_rgb(decoded_png, error=DatasetError)
+    matches = bool(np.array_equal(decoded, x_hat))
+    if not matches:
+        log.warning("latent figure: x̂ differs from the pipeline's decode %s", decoded_png)
+
+    # the latents over the image (the codec pads it), first three of their channels
+    lh, lw = -(-h // 8), -(-w // 8)
+    latents = [z.detach().float().cpu().numpy()[0, :, :lh, :lw] for z in (z_c, z_hat, z_0)]
+    shown = latent_rgb(latents)
+    distance = {
+        name: float(np.mean((z - latents[0]) ** 2))
+        for name, z in zip(("z_c_hat", "z_0"), latents[1:], strict=True)
+    }
+    # the ŷ positions the consumer receives, on the original (the rest dimmed)
+    received = np.zeros(container.grid, dtype=bool)
+    for part in container.for_consumer(consumer).parts:
+        received |= np.asarray(part.mask, dtype=bool)
+    if consumer == HUMAN:
+        received[:] = True
+    pixels = np.kron(received, np.ones((LATENT_STRIDE, LATENT_STRIDE), dtype=bool))[:h, :w]
+    dimmed = np.where(pixels[..., None], x, (x * 0.3).astype(np.uint8))
+    bits = 8 * stream.stat().st_size
+    stream_name = "the full stream" if consumer == HUMAN else f"the {consumer} stream"
+    scores = {
+        name: psnr(x, img) for name, img in (("D(z_c)", d_zc), ("D(ẑ_c)", d_zhat), ("x̂", x_hat))
+    }
+    panels = [
+        Panel("original $x$", x, f"{image} ({w}x{h} px)"),
+        Panel("$z_c = \\mathcal{E}(x)$", shown[0], "target latent", nearest=True),
+        Panel(
+            "$\\hat{z}_c$ from $\\tilde{y}_i$ and $\\hat{z}$",
+            shown[1],
+            f"MSE to $z_c$ {distance['z_c_hat']:.4f}",
+            nearest=True,
+        ),
+        Panel(
+            f"$z_0$ (composed, {settings.steps_for(HUMAN)} steps)",
+            shown[2],
+            f"MSE to $z_c$ {distance['z_0']:.4f}",
+            nearest=True,
+        ),
+        Panel(
+            f"$\\tilde{{y}}_i$: {stream_name}",
+            dimmed,
+            f"{received.mean():.0%} of ŷ received, {bits / (h * w):.3f} bpp",
+            nearest=True,
+        ),
+        Panel("$\\mathcal{D}(z_c)$", d_zc, f"PSNR {scores['D(z_c)']:.2f} dB"),
+        Panel(
+            "$\\mathcal{D}(\\hat{z}_c)$, w/o composition", d_zhat, f"PSNR {scores['D(ẑ_c)']:.2f} dB"
+        ),
+        Panel(
+            "$\\hat{x} = \\mathcal{D}(z_0)$",
+            x_hat,
+            f"PSNR {scores['x̂']:.2f} dB" + ("" if matches else ", not the decoded PNG"),
+        ),
+    ]
+    layout = latent_figure(
+        panels,
+        out_png,
+        f"{codec} at λ_R = {rate}, {stream_name}: the composition of {image}",
+    )
+    return {
+        "image": image,
+        "consumer": consumer,
+        "rate": str(rate),
+        "bits": bits,
+        "matches_decoded": matches,
+        "decoded_png": str(decoded_png),
+        "latent_mse": distance,
+        "psnr": scores,
+        "panels": panels,
+        "layout": layout,
+    }

@@ -25,9 +25,9 @@ from PIL import Image
 from torch import nn
 
 from discover.datasets.synthetic_scenes import CATEGORIES, SceneGenerator, object_crop
-from discover.io import atomic_path, write_text_atomic
+from discover.io import write_text_atomic
 from discover.tasks.mini_resnet import MiniResNet, normalise
-from discover.training.common import write_losses
+from discover.training.common import save_state, write_losses
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -113,8 +113,7 @@ def train_classifier(
             log.info("step %d loss %.4f", step, float(loss.detach()))
     top1 = accuracy(model, x_val, y_val)
     model.eval()
-    with atomic_path(out_path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_state(model.state_dict(), out_path)  # through a buffer: the same weights, the same bytes
     meta = {
         "architecture": "mini-resnet",
         "widths": list(widths),

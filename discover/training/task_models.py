@@ -61,12 +61,12 @@ from discover.datasets.synthetic_scenes import (
     object_crop,
 )
 from discover.errors import ConfigError
-from discover.io import atomic_path, write_text_atomic
+from discover.io import write_text_atomic
 from discover.tasks import get_task
 from discover.tasks.base import InputProtocol
 from discover.tasks.mini_resnet import normalise
 from discover.tasks.models import build_task_model
-from discover.training.common import write_losses
+from discover.training.common import save_state, write_losses
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -250,8 +250,7 @@ def train_task_model(
     finally:
         torch.set_flush_denormal(False)
     log.info("%s val metrics %s", kind, metrics)
-    with atomic_path(out_path) as tmp:
-        torch.save(model.model.state_dict(), tmp)
+    save_state(model.model.state_dict(), out_path)  # through a buffer: same weights, same bytes
     meta = {
         "architecture": architecture,
         "num_classes": model.num_classes,

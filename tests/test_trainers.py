@@ -1,0 +1,170 @@
+"""The trainers of discover/training/ learn: a few steps on a fixed batch change the weights
+they save and lower their loss on that batch. The initial weights are those the same trainer
+saves after 0 steps (same seed, same initialisation); both files are scored on the batch, each
+model in the mode it is saved for. The trainers draw their crops through
+``discover.training.common.batch``; here it returns the fixed batch (the classifier trains on a
+fixed set of object crops and is scored on all of them). The composition and task-model
+trainers are checked in tests/test_composition.py and tests/test_tasks.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from discover.training.common import batch, image_pool
+
+from .conftest import ROOT
+
+VAE = ROOT / "weights" / "discover-mini" / "vae"
+
+
+def unchanged_parts(before: Mapping, after: Mapping, parameters: list[str]) -> list[str]:
+    """Top-level modules none of whose parameters differs between two state dicts."""
+    assert before.keys() == after.keys()
+    parts = sorted({name.split(".")[0] for name in parameters})
+    return [
+        part
+        for part in parts
+        if all(torch.equal(before[n], after[n]) for n in parameters if n.split(".")[0] == part)
+    ]
+
+
+def fixed_batch(
+    monkeypatch, module, seed: int, num_images: int, crop: int, size: int
+) -> torch.Tensor:
+    """``size`` crops of the trainer's train images (its pool for ``seed``), drawn once: every
+    training batch ``module``'s trainer draws from now on (a batch of another size, as the VAE
+    trainer's sample for its latent scaling, is drawn as before)."""
+    x = batch(image_pool(seed, num_images, crop), np.random.default_rng(1234), size, crop)
+
+    def same_batch(pool, rng, batch_size: int, crop_size: int) -> torch.Tensor:
+        if (batch_size, crop_size) != (size, crop):
+            return batch(pool, rng, batch_size, crop_size)
+        return x.clone()
+
+    monkeypatch.setattr(module, "batch", same_batch)
+    return x
+
+
+def test_zoo_trainer_changes_the_weights_and_lowers_the_rd_loss(tmp_path, monkeypatch):
+    from compressai.losses import RateDistortionLoss
+    from compressai.zoo.image import model_architectures
+
+    from discover.training import zoo
+
+    spec = {"architecture": "bmshj2018-hyperprior", "N": 16, "M": 24, "num_images": 2}
+    spec.update(crop=64, batch_size=4, lr=1e-3)
+    lmbda = 0.01
+    x = fixed_batch(monkeypatch, zoo, 0, spec["num_images"], spec["crop"], spec["batch_size"])
+    nets = {}
+    for steps in (0, 20):
+        out = tmp_path / f"q{steps}.pth.tar"
+        zoo.train_zoo_model(out, tmp_path / f"q{steps}.json", spec, lmbda, seed=0, steps=steps)
+        net = model_architectures[spec["architecture"]](spec["N"], spec["M"])
+        net.load_state_dict(torch.load(out, weights_only=True))
+        nets[steps] = net.eval()
+    params = [n for n, _ in nets[0].named_parameters()]
+    assert not unchanged_parts(nets[0].state_dict(), nets[20].state_dict(), params)
+    criterion = RateDistortionLoss(lmbda=lmbda)
+    with torch.no_grad():
+        loss = {s: float(criterion(net(x), x)["loss"]) for s, net in nets.items()}
+    assert loss[20] < 0.95 * loss[0], loss
+
+
+def test_vae_trainer_changes_the_weights_and_lowers_the_reconstruction_loss(tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    from discover.training import discover as trainers
+
+    spec = {"crop": 32, "batch_size": 4, "num_images": 2, "lr": 1e-3}
+    x = fixed_batch(monkeypatch, trainers, 0, spec["num_images"], spec["crop"], spec["batch_size"])
+    x = x * 2 - 1  # the VAE's input range
+    vaes = {}
+    for steps in (0, 15):
+        trainers.train_vae(
+            tmp_path / f"vae{steps}", tmp_path / f"vae{steps}.json", spec, steps=steps
+        )
+        vaes[steps] = AutoencoderKL.from_pretrained(tmp_path / f"vae{steps}").eval()
+    params = [n for n, _ in vaes[0].named_parameters()]
+    assert not unchanged_parts(vaes[0].state_dict(), vaes[15].state_dict(), params)
+
+    def loss(vae) -> float:  # the trainer's objective, decoding the posterior's mode
+        dist = vae.encode(x).latent_dist
+        x_hat = vae.decode(dist.mode()).sample
+        kl = dist.kl().mean() / x[0].numel()
+        return float(F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x) + 1e-6 * kl)
+
+    with torch.no_grad():
+        losses = {s: loss(vae) for s, vae in vaes.items()}
+    assert losses[15] < 0.95 * losses[0], losses
+
+
+def test_codec_trainer_changes_the_weights_lowers_the_loss_and_freezes_in_stage_two(
+    tmp_path, monkeypatch
+):
+    from discover.discover_codec.model import load_codec_net
+    from discover.discover_codec.vae import encode_latent, load_vae
+    from discover.training import discover as trainers
+
+    spec = {"codec": "mini", "crop": 64, "batch_size": 2, "num_images": 2, "lr": 1e-3}
+    x = fixed_batch(monkeypatch, trainers, 0, spec["num_images"], spec["crop"], spec["batch_size"])
+    lambda_r = 1.0
+    runs = {"initial": (0, 0), "stage1": (12, 0), "stage2": (12, 4)}
+    nets = {}
+    for name, (steps, stage2) in runs.items():
+        out = tmp_path / f"{name}.pth.tar"
+        trainers.train_codec(
+            out,
+            tmp_path / f"{name}.json",
+            spec,
+            lambda_r,
+            VAE,
+            model_id="test",
+            steps=steps,
+            stage2_steps=stage2,
+        )
+        nets[name] = load_codec_net(out).eval()
+    state = {name: net.state_dict() for name, net in nets.items()}
+    params = [n for n, _ in nets["initial"].named_parameters()]
+    assert not unchanged_parts(state["initial"], state["stage1"], params)
+    # stage II (paper §4.1.1) trains g_s and M only; stage I's steps are the same in both runs
+    assert unchanged_parts(state["stage1"], state["stage2"], params) == sorted(
+        {n.split(".")[0] for n in params} - {"g_s", "M"}
+    )
+    with torch.no_grad():
+        z_c = encode_latent(load_vae(VAE), x)
+
+        def loss(net) -> float:  # stage I's objective: λ_R·bpp + latent MSE
+            out = net(x)
+            bits = -sum(torch.log2(lik).sum() for lik in out["likelihoods"].values())
+            bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
+            return float(lambda_r * bpp + F.mse_loss(out["z_c_hat"], z_c))
+
+        losses = {name: loss(net) for name, net in nets.items()}
+    assert losses["stage1"] < 0.95 * losses["initial"], losses
+
+
+def test_classifier_trainer_changes_the_weights_and_lowers_the_loss(tmp_path):
+    from discover.datasets.synthetic_scenes import CATEGORIES
+    from discover.tasks.mini_resnet import MiniResNet, normalise
+    from discover.training.classifier import scene_examples, train_classifier
+
+    spec = {"input_size": 32, "batch_size": 16, "num_images": 8, "val_images": 2}
+    spec.update(widths=[8, 16], lr=3e-3)
+    nets = {}
+    for steps in (0, 20):
+        out = tmp_path / f"c{steps}.pt"
+        train_classifier(out, tmp_path / f"c{steps}.json", spec, steps=steps)
+        net = MiniResNet(len(CATEGORIES), tuple(spec["widths"]))
+        net.load_state_dict(torch.load(out, weights_only=True))
+        nets[steps] = net.eval()
+    params = [n for n, _ in nets[0].named_parameters()]
+    assert not unchanged_parts(nets[0].state_dict(), nets[20].state_dict(), params)
+    # object crops of the train scenes, as the trainer draws them
+    x, y = scene_examples(0, "train", spec["num_images"], spec["input_size"])
+    with torch.no_grad():
+        loss = {s: float(F.cross_entropy(net(normalise(x)), y)) for s, net in nets.items()}
+    assert loss[20] < 0.95 * loss[0], loss
