@@ -195,7 +195,9 @@ def test_sampling_can_start_from_the_diffused_condition(pipe):
 def test_steps_come_from_the_config():
     settings = CompositionSettings.from_dict({"prior": "p", "control": "c", "steps": {"human": 50}})
     assert settings.steps_for("human") == 50
-    assert settings.steps_for("detection") == 8
+    assert settings.steps_for("machine") == 8  # paper §4.1.1, the default
+    with pytest.raises(DiscoverError, match="viewer 'detection'"):
+        settings.steps_for("detection")  # steps follow the viewer, not the stream
     assert str(settings.control_dir(2)).endswith("r2")
     with pytest.raises(DiscoverError, match="unknown keys"):
         CompositionSettings.from_dict({"prior": "p", "stepz": 3})
@@ -546,17 +548,17 @@ def test_the_dag_decodes_each_stream_with_the_steps_of_each_viewer(
         a = np.asarray(Image.open(ref / f"{rec.id}.png"), dtype=np.float64)
         b = np.asarray(Image.open(human_view / f"{rec.id}.png"), dtype=np.float64)
         assert rec.psnr == pytest.approx(10 * np.log10(255**2 / np.mean((a - b) ** 2)), abs=1e-6)
-    # the task models read the machine views: without one, its decode and the task's
-    # prediction on it run again, and no human-view decode does
+    # the task models read the machine views: forcing those decodes reruns the predictions on
+    # both rows (task stream, and full stream: "w/o disentanglement"), and no human-view decode
     plan = Plan(validate_config(cfg), basedir=ROOT)
     machine = plan.decoded_dir("scenes", "discover-gen@human", "1", "s0000", "machine")
     assert machine == "results/scenes/discover-gen@human/1/machine/s0000"
-    shutil.rmtree(tmp_path / machine)
-    dry = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    forced = ("--forcerun", "discover_decode_machine")
+    dry = snakemake(tmp_path, config, "-n", "--quiet", "rules", *forced)
     assert dry.returncode == 0, dry.stderr[-3000:]
     stats = dry.stdout.split("Job stats:")[1].split("Reasons:")[0]
-    assert re.search(r"^discover_decode_machine\s+1$", stats, re.M), stats
-    assert re.search(r"^task_predict\s+1$", stats, re.M), stats
+    assert re.search(r"^discover_decode_machine\s+2$", stats, re.M), stats
+    assert re.search(r"^task_predict\s+2$", stats, re.M), stats
     assert not re.search(r"^discover_decode\s", stats, re.M), stats
 
 

@@ -118,7 +118,7 @@ def test_every_row_counts_the_bytes_its_consumer_receives_over_the_reference_pix
         assert len(files) == len(references), row.codec
         bits = 8 * sum(f.stat().st_size for f in files)
         assert (row.bits, row.pixels) == (bits, pixels), (row.codec, row.rate)
-        assert row.bpp == pytest.approx(bits / pixels, rel=1e-12)
+        assert row.bpp == pytest.approx(bits / pixels, rel=1e-9)  # rd.csv: 10 digits
 
 
 def test_tasks_with_the_same_boxes_share_one_part_and_the_full_stream_pays_it_once(

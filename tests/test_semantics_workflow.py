@@ -126,8 +126,8 @@ def test_task_masks_are_the_grounded_boxes_on_the_latent_grid(semantics_run):
         stream = Container.from_bytes(
             (out / f"scenes/discover-mini/1/s0000/{record['image']}.dsc").read_bytes()
         )
-        (task,) = stream.tasks
-        assert task.name == "detection"
+        (task,) = stream.parts
+        assert task.names == ("detection",)
         grid = task.mask.shape
         expected = boxes_to_mask(record["boxes"], grid, (image["height"], image["width"]))
         assert np.array_equal(task.mask, expected)

@@ -94,8 +94,8 @@ def run_discover_decode(
     c, rate_value, index, metrics = codec_job(
         config, codec, rate, reference_dir, threads, metric_status
     )
-    if metrics_csv is None:
-        metrics = []
+    if metrics_csv is None:  # a machine view: task models read its images, no metric
+        metrics = {}
     if viewer not in c.decode_views():
         raise CodecError(
             f"codec {codec!r}: the {viewer} view needs no decode of its own "
