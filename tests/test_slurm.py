@@ -71,6 +71,20 @@ def _run_bounded(cmd: list[str], cwd) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def _run_on_slurm(config, work) -> subprocess.CompletedProcess:
+    """The DAG of ``config`` through profiles/slurm, from ``work``."""
+    cmd = snakemake_command(
+        config,
+        "--profile",
+        "profiles/slurm",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+    )
+    return _run_bounded(cmd, cwd=work)
+
+
 def _sacct_jobs(run_uuid_dir) -> list[dict]:
     out = subprocess.run(
         [
@@ -119,16 +133,7 @@ def test_slurm_run_equals_local_run_and_gpu_rules_request_gpus(slurm, finished_r
     }
     config = write_config(work / "config.yaml", cfg)
     before = {r["id"] for r in _sacct_jobs(work)}
-    cmd = snakemake_command(
-        config,
-        "--profile",
-        "profiles/slurm",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--seconds-between-status-checks",
-        "2",
-    )
-    proc = _run_bounded(cmd, cwd=work)
+    proc = _run_on_slurm(config, work)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
 
     # Tables equal those of the local run (same config without the GPU codec).
@@ -183,16 +188,7 @@ def test_discover_jobs_ask_for_the_gpu_model_of_their_codec(slurm, tmp_path):
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
     config = write_config(work / "config.yaml", cfg)
     before = {r["id"] for r in _sacct_jobs(work)}
-    cmd = snakemake_command(
-        config,
-        "--profile",
-        "profiles/slurm",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--seconds-between-status-checks",
-        "2",
-    )
-    proc = _run_bounded(cmd, cwd=work)
+    proc = _run_on_slurm(config, work)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert len(list((work / "results/scenes/discover-mini@human/8/s0000").glob("*.png"))) == 4
     jobs = [j for j in _sacct_jobs(work) if j["id"] not in before]

@@ -363,7 +363,18 @@ def decode_composed(
     that codec) and its VAE must be the one ẑ_c targets.
     """
     z_c_hat = model.decode_latent(c, consumer, source)
-    x = composer(
+    z_0 = compose_latent(composer, z_c_hat, settings, viewer)
+    return tensor_to_image(composer.decode(z_0), c.height, c.width)
+
+
+def compose_latent(
+    composer: CompositionPipeline,
+    z_c_hat: torch.Tensor,
+    settings: CompositionSettings,
+    viewer: str = HUMAN,
+) -> torch.Tensor:
+    """z_0 from a decoded ẑ_c, as the settings and the viewer's steps say."""
+    return composer.compose(
         z_c_hat.clone(),  # out of inference mode: the composer runs under no_grad
         steps=settings.steps_for(viewer),
         seed=settings.seed,
@@ -372,4 +383,3 @@ def decode_composed(
         conditioning_scale=settings.conditioning_scale,
         start=settings.start,
     )
-    return tensor_to_image(x, c.height, c.width)

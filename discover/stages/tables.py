@@ -355,7 +355,8 @@ def run_latent_figure(
     # PyTorch, diffusers and the DISCOVER model: the figure's job only (tables stay light)
     import torch
 
-    # the DISCOVER model's modules, which import PyTorch
+    # the DISCOVER model's and the composition's modules, which import PyTorch and diffusers
+    from discover.composition.pipeline import compose_latent
     from discover.discover_codec.bitstream import Container
     from discover.discover_codec.net import LATENT_STRIDE
     from discover.discover_codec.vae import decode_latent
@@ -386,15 +387,7 @@ def run_latent_figure(
     model, composer = c.model(value), c.composer(value)
     z_c = model.target_latent(x)
     z_hat = model.decode_latent(container, consumer, str(stream))
-    z_0 = composer.compose(
-        z_hat.clone(),  # out of inference mode: the composer runs under no_grad
-        steps=settings.steps_for(HUMAN),
-        seed=settings.seed,
-        prompt=settings.prompt,
-        guidance_scale=settings.guidance_scale,
-        conditioning_scale=settings.conditioning_scale,
-        start=settings.start,
-    )
+    z_0 = compose_latent(composer, z_hat, settings, HUMAN)
     x_hat = tensor_to_image(composer.decode(z_0), h, w)
     with torch.inference_mode():
         d_zc = tensor_to_image(decode_latent(model.vae, z_c), h, w)
