@@ -145,7 +145,7 @@ rule rd_plot:
         "../workflow_scripts/rd_plot.py"
 
 
-# Paper Fig. 7: the original and each row's reconstruction of one image at similar bpp (of
+# Like the paper's Fig. 7: the original and each row's reconstruction of one image at similar bpp (of
 # DISCOVER: each grounded task's stream and the full stream), and the grounded boxes.
 rule visual_grid:
     input:

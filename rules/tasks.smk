@@ -1,7 +1,8 @@
 # Machine-vision tasks on decoded images: predictions per (dataset, task, row, shard), one file
 # per rate point (the model is loaded once for all of them), saved so that metrics can be
 # recomputed without the model; metrics per (dataset, task, row); the "uncompressed" reference
-# row; the paper-style task table per dataset.
+# row; the task table per dataset (BD-rate per task; the paper shows these comparisons as the
+# curves of its Fig. 5).
 
 
 rule task_predict:

@@ -1,6 +1,7 @@
 """Human-perception metrics in the DAG: LPIPS/DISTS per image, FID/KID per row on the patch
-protocol (Inception and the pipeline's own demo features), Table 2, and metrics whose weights
-are missing reported as "not computed" with the fix, while the DAG still finishes."""
+protocol (Inception and the pipeline's own demo features), the perception table, and metrics
+whose weights are missing reported as "not computed" with the fix, while the DAG still
+finishes."""
 
 from __future__ import annotations
 

@@ -258,7 +258,8 @@ class CompositionPipeline:
         """z_0 from ẑ_c (N, 4, h, w): ``steps`` DDIM steps conditioned on C(ẑ_c) and ``prompt``.
 
         ``guidance_scale`` > 1 adds classifier-free guidance against the empty prompt (two UNet
-        passes per step); the paper composes with the empty prompt and no guidance.
+        passes per step); the paper names no prompt or guidance: the empty prompt and none are our
+        choice.
 
         ``start``: ``noise`` samples from z_T ~ N(0, I); ``condition`` from
         √ᾱ_T ẑ_c + √(1 − ᾱ_T) ε, the forward process q(z_T | z_0) at the first sampled step

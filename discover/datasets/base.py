@@ -13,8 +13,8 @@ from PIL import Image
 
 from discover.errors import DatasetError
 
-# Named preprocessing protocols. "clic2020" is the paper's (after HiFiC / ILLM): resize so the
-# short side is 768, then centre-crop 768x768.
+# Named preprocessing protocols. "clic2020" is the paper's (§4.1.1, "following the setting in
+# [75]"): resize so the short side is 768, then centre-crop 768x768.
 PROTOCOLS: dict[str, dict[str, int | None]] = {
     "none": {"resize_short_side": None, "center_crop": None},
     "kodak": {"resize_short_side": None, "center_crop": None},

@@ -1,4 +1,4 @@
-"""Stages of rules/semantics.smk: DISCOVER's semantics stage (paper §3.2, Algorithm 1).
+"""Stages of rules/semantics.smk: DISCOVER's semantics stage (paper §3.1, Algorithm 1).
 
 Once per task, ``run_task_labels`` asks the configured label generator for the task's labels
 (``discover.labels``); once per shard of images, ``run_grounding`` keeps the labels present in

@@ -106,7 +106,7 @@ def task_tables(
     table_md: str | Path,
     ablation_roles: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The paper-style machine-task table of a dataset: rows codecs, columns tasks: BD-rate (%)
+    """The machine-task table of a dataset: rows codecs, columns tasks: BD-rate (%)
     of each task's main metric against the anchor, and the uncompressed images' score;
     ``ablation_roles``: row -> its role in the paper's ablation (a column when given)."""
     bd = pd.read_csv(bd_csv)
