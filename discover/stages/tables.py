@@ -217,8 +217,9 @@ def run_visual_grid(
 ) -> dict[str, Any]:
     """Like the paper's Fig. 7: the original and every row's reconstruction of one image at the
     rate whose bpp (of that image) is closest to ``bpp`` — by default DISCOVER's full stream at
-    its middle rate point — then, per task of ``grounding`` (task -> the shard's grounding file), the
-    boxes the grounding model found drawn on the original ("Ground Truth (Detection)").
+    its middle rate point — then, per task of ``grounding`` (task -> the shard's grounding
+    file), the boxes the grounding model found drawn on the original ("Ground Truth
+    (Detection)").
 
     ``rows``: row -> rate -> (per-image metrics CSV, folder of decoded PNGs), in the order the
     panels take. A DISCOVER task stream (``codec@task``: "Ours (Detection)", the image a human
