@@ -468,7 +468,7 @@ def test_the_dag_decodes_each_stream_with_the_steps_of_each_viewer(
     prior_dir, control_dir, tmp_path
 ):
     """Paper §4.1.1: "the sampling step is set as 8 for machine vision tasks, 50 for human
-    perception". Every DISCOVER row is decoded for each viewer: the task models read the
+    perception tasks". Every DISCOVER row is decoded for each viewer: the task models read the
     machine-step decode (of the task's stream, and of the full stream: "w/o
     disentanglement"), the human metrics the human-step decode (of the full stream, and of
     the task's: "Ours (Detection)"). The UNet evaluations each decode job counted (a forward
