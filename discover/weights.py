@@ -87,6 +87,22 @@ def resolve_pretrained_dir(ref: str | os.PathLike, cache: str | os.PathLike | No
     return target
 
 
+#: The SD layout every diffusion prior directory has (Hub repos keep more, e.g.
+#: ``feature_extractor``).
+PRIOR_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def is_local_dir(ref: str | os.PathLike) -> bool:
+    return Path(str(ref)).expanduser().is_dir()
+
+
+def prior_hub_specs(prior: str) -> list[HubSpec]:
+    """The cached parts of a Hub prior, one per SD component (none for a local directory)."""
+    if is_local_dir(prior):
+        return []
+    return [hub_spec(f"{prior}/{name}") for name in PRIOR_COMPONENTS]
+
+
 def hub_spec(ref: str) -> HubSpec:
     parts = ref.strip("/").split("/")
     if len(parts) < 2:

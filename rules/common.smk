@@ -144,7 +144,8 @@ def zoo_weight_targets():
 def discover_weight_targets():
     targets = []
     for model, spec in config.get("discover_training", {}).items():
-        targets.append(str(PLAN.discover_vae_dir(model).with_suffix(".json")))
+        if PLAN.pretrained_vae(model) is None:
+            targets.append(str(PLAN.discover_vae_dir(model).with_suffix(".json")))
         targets += [
             str(PLAN.discover_weight_path(model, str(r))) for r in spec["lambdas"]
         ]
@@ -154,7 +155,8 @@ def discover_weight_targets():
 def composition_weight_targets():
     targets = []
     for model, spec in config.get("composition_training", {}).items():
-        targets.append(str(PLAN.prior_dir(model).with_suffix(".json")))
+        if model in PLAN.trained_priors:
+            targets.append(str(PLAN.prior_dir(model).with_suffix(".json")))
         targets += [
             str(PLAN.discover_weight_path(model, str(r))) for r in spec["lambdas"]
         ]

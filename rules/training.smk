@@ -12,7 +12,48 @@
 # relative mtimes, which would retrain on every clone.
 
 
+# The exact list of training images of a training_data entry (sources -> manifest), written
+# once; every train rule reads the manifest, not the sources. Its params are the entry itself,
+# so changing a source reruns the manifest and (with the same params on the train rules) what
+# trains on it. The manifest goes with the weights (weights/training-data/), committed with them.
+rule training_manifest:
+    output:
+        manifest=f"{PLAN.weights_dir}/training-data/{{pool}}.tsv",
+    log:
+        f"{OUT}/logs/training_manifest/{{pool}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/training_manifest/{{pool}}.tsv"
+    wildcard_constraints:
+        pool=PLAN.name_regex(list(PLAN.training_pools)),
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime", 2),
+        gpu=0,
+    params:
+        spec=lambda wc: PLAN.training_data_spec(wc.pool),
+        seed=config["seed"],
+    message:
+        "Listing the training images of {wildcards.pool}"
+    run:
+        from discover.stages.training import training_manifest
+
+        training_manifest(
+            params.spec,
+            output.manifest,
+            seed=params.seed,
+            pool=wildcards.pool,
+            log=log,
+        )
+
+
 rule train_zoo_model:
+    input:
+        manifest=lambda wc: ancient(
+            str(PLAN.training_manifest("zoo_training", wc.model))
+        ),
     output:
         model=f"{PLAN.weights_dir}/{{model}}/q{{rate}}.pth.tar",
         meta=f"{PLAN.weights_dir}/{{model}}/q{{rate}}.json",
@@ -31,11 +72,14 @@ rule train_zoo_model:
     params:
         spec=lambda wc: PLAN.zoo_training_spec(wc.model),
         lmbda=lambda wc: PLAN.zoo_lambda(wc.model, wc.rate),
+        data=lambda wc: PLAN.training_data_spec(
+            PLAN.training_pool("zoo_training", wc.model)
+        ),
         seed=config["seed"],
     message:
         "Training {wildcards.model} at rate {wildcards.rate}"
     run:
-        from discover.stages.training import run_trainer
+        from discover.stages.training import run_trainer, training_images
         from discover.training.zoo import train_zoo_model
 
         run_trainer(
@@ -47,6 +91,7 @@ rule train_zoo_model:
                 seed=params.seed,
                 log_csv=output.losses,
                 command=command,
+                data=training_images(input.manifest, params.data),
             ),
             rule=rule,
             target=output.model,
@@ -57,6 +102,10 @@ rule train_zoo_model:
 
 
 rule train_discover_vae:
+    input:
+        manifest=lambda wc: ancient(
+            str(PLAN.training_manifest("discover_training", wc.model, "vae"))
+        ),
     output:
         vae=directory(f"{PLAN.weights_dir}/{{model}}/vae"),
         meta=f"{PLAN.weights_dir}/{{model}}/vae.json",
@@ -65,6 +114,14 @@ rule train_discover_vae:
         f"{OUT}/logs/train_discover_vae/{{model}}.log",
     benchmark:
         f"{OUT}/benchmarks/train_discover_vae/{{model}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(
+            [
+                m
+                for m in config.get("discover_training", {})
+                if PLAN.pretrained_vae(m) is None
+            ]
+        ),
     conda:
         "../envs/core.yaml"
     threads: 2
@@ -74,11 +131,14 @@ rule train_discover_vae:
         gpu=0,
     params:
         spec=lambda wc: PLAN.discover_training_spec(wc.model)["vae"],
+        data=lambda wc: PLAN.training_data_spec(
+            PLAN.training_pool("discover_training", wc.model, "vae")
+        ),
         seed=config["seed"],
     message:
         "Training the tiny diffusion VAE of {wildcards.model}"
     run:
-        from discover.stages.training import run_trainer
+        from discover.stages.training import run_trainer, training_images
         from discover.training.discover import train_vae
 
         run_trainer(
@@ -89,6 +149,7 @@ rule train_discover_vae:
                 seed=params.seed,
                 log_csv=output.losses,
                 command=command,
+                data=training_images(input.manifest, params.data),
             ),
             rule=rule,
             target=output.meta,
@@ -101,7 +162,14 @@ rule train_discover_vae:
 rule train_discover:
     input:
         # ancient: committed weights in a fresh clone have arbitrary relative mtimes
-        vae_meta=ancient(f"{PLAN.weights_dir}/{{model}}/vae.json"),
+        vae=lambda wc: [ancient(p) for p in PLAN.discover_vae_inputs(wc.model)],
+        elic=lambda wc: [
+            ancient(p)
+            for p in PLAN.elic_inputs("discover_training", wc.model, wc.rate)
+        ],
+        manifest=lambda wc: ancient(
+            str(PLAN.training_manifest("discover_training", wc.model))
+        ),
     output:
         model=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.pth.tar",
         meta=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.json",
@@ -122,11 +190,15 @@ rule train_discover:
     params:
         spec=lambda wc: PLAN.discover_training_spec(wc.model),
         vae=lambda wc: str(PLAN.discover_vae_dir(wc.model)),
+        data=lambda wc: PLAN.training_data_spec(
+            PLAN.training_pool("discover_training", wc.model)
+        ),
+        cache=PLAN.weights_cache,
         seed=config["seed"],
     message:
         "Training {wildcards.model} at λ_R={wildcards.rate}"
     run:
-        from discover.stages.training import run_trainer
+        from discover.stages.training import run_trainer, training_images
         from discover.training.discover import train_codec
 
         run_trainer(
@@ -140,6 +212,8 @@ rule train_discover:
                 seed=params.seed,
                 log_csv=output.losses,
                 command=command,
+                data=training_images(input.manifest, params.data),
+                cache=params.cache,
             ),
             rule=rule,
             target=output.model,
@@ -243,8 +317,9 @@ rule train_task_model:
 
 rule train_prior:
     input:
-        vae_meta=lambda wc: ancient(
-            str(PLAN.discover_vae_dir(wc.model).with_suffix(".json"))
+        vae=lambda wc: [ancient(p) for p in PLAN.discover_vae_inputs(wc.model)],
+        manifest=lambda wc: ancient(
+            str(PLAN.training_manifest("composition_training", wc.model, "prior"))
         ),
     output:
         prior=directory(f"{PLAN.weights_dir}/{{model}}/prior"),
@@ -255,7 +330,7 @@ rule train_prior:
     benchmark:
         f"{OUT}/benchmarks/train_prior/{{model}}.tsv"
     wildcard_constraints:
-        model=PLAN.name_regex(PLAN.composition_models),
+        model=PLAN.name_regex(PLAN.trained_priors),
     conda:
         "../envs/core.yaml"
     threads: 2
@@ -266,11 +341,14 @@ rule train_prior:
     params:
         spec=lambda wc: PLAN.composition_spec(wc.model)["prior"],
         vae=lambda wc: str(PLAN.discover_vae_dir(wc.model)),
+        data=lambda wc: PLAN.training_data_spec(
+            PLAN.training_pool("composition_training", wc.model, "prior")
+        ),
         seed=config["seed"],
     message:
         "Training the mini diffusion prior of {wildcards.model}"
     run:
-        from discover.stages.training import run_trainer
+        from discover.stages.training import run_trainer, training_images
         from discover.training.composition import train_prior
 
         run_trainer(
@@ -282,6 +360,7 @@ rule train_prior:
                 meta_path=output.meta,
                 log_csv=output.losses,
                 command=command,
+                data=training_images(input.manifest, params.data),
             ),
             rule=rule,
             target=output.meta,
@@ -297,10 +376,17 @@ rule train_prior:
 # survive a killed job: rerunning the rule resumes from the newest one.
 rule train_composition:
     input:
-        prior_meta=ancient(f"{PLAN.weights_dir}/{{model}}/prior.json"),
+        prior=lambda wc: [ancient(p) for p in PLAN.prior_inputs(wc.model)],
         codec_init=lambda wc: [
             ancient(str(p)) for p in [PLAN.composition_init(wc.model, wc.rate)] if p
         ],
+        elic=lambda wc: [
+            ancient(p)
+            for p in PLAN.elic_inputs("composition_training", wc.model, wc.rate)
+        ],
+        manifest=lambda wc: ancient(
+            str(PLAN.training_manifest("composition_training", wc.model))
+        ),
     output:
         model=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.pth.tar",
         meta=f"{PLAN.weights_dir}/{{model}}/r{{rate}}.json",
@@ -315,50 +401,69 @@ rule train_composition:
     conda:
         "../envs/core.yaml"
     threads: 2
+    # Several processes (DDP): `tasks` ranks on `nodes` nodes with `gpu` GPUs in all; on SLURM
+    # the profile makes them --ntasks / --nodes / --gpus and `mpi` has the job start its ranks
+    # with srun itself (discover.training.launch); on one machine torch.distributed.run does.
     resources:
         mem_mb=res("mem_mb", 4),
         runtime=res("runtime", 8),
         gpu=lambda wc: PLAN.composition_gpus(wc.model),
+        nodes=lambda wc: PLAN.composition_nodes(wc.model),
+        tasks=lambda wc: PLAN.composition_processes(wc.model),
+        tasks_per_gpu=lambda wc: 1 if PLAN.composition_gpus(wc.model) else 0,
+        mpi=lambda wc: "srun" if PLAN.composition_processes(wc.model) > 1 else "",
     params:
         spec=lambda wc: PLAN.composition_trainer_spec(wc.model),
         prior=lambda wc: str(PLAN.prior_dir(wc.model)),
         checkpoints=lambda wc: f"{OUT}/checkpoints/train_composition/{wc.model}/r{wc.rate}",
+        data=lambda wc: PLAN.training_data_spec(
+            PLAN.training_pool("composition_training", wc.model)
+        ),
+        processes=lambda wc: PLAN.composition_processes(wc.model),
+        nodes=lambda wc: PLAN.composition_nodes(wc.model),
         seed=config["seed"],
         cache=PLAN.weights_cache,
     message:
         "Training {wildcards.model} with composition at λ_R={wildcards.rate}"
     run:
-        from discover.stages.training import run_trainer
-        from discover.training.composition import train_composition
+        from discover.stages.training import train_composition_rate
 
-        run_trainer(
-            lambda command: train_composition(
-                output.model,
-                output.control,
-                output.meta,
-                params.spec,
-                float(wildcards.rate),
-                prior=params.prior,
-                model_id=wildcards.model,
-                cache=params.cache,
-                codec_init=input.codec_init[0] if input.codec_init else None,
-                seed=params.seed,
-                checkpoint_dir=params.checkpoints,
-                log_csv=output.losses,
-                command=command,
-            ),
+        train_composition_rate(
+            {
+                "codec_path": output.model,
+                "control_dir": output.control,
+                "meta_path": output.meta,
+                "spec": params.spec,
+                "lambda_r": float(wildcards.rate),
+                "prior": params.prior,
+                "model_id": wildcards.model,
+                "cache": params.cache,
+                "codec_init": input.codec_init[0] if input.codec_init else None,
+                "seed": params.seed,
+                "checkpoint_dir": params.checkpoints,
+                "log_csv": output.losses,
+            },
+            processes=params.processes,
+            nodes=params.nodes,
             rule=rule,
             target=output.model,
             threads=threads,
             log=log,
             basedir=workflow.basedir,
+            manifest=input.manifest,
+            data_spec=params.data,
+            job_file=f"{params.checkpoints}.job.json",
         )
 
 
 # The loss log of a composition model the codecs use, as a figure of the report.
 rule training_loss_plot:
     input:
-        prior=ancient(f"{PLAN.weights_dir}/{{model}}/prior.losses.csv"),
+        prior=lambda wc: [
+            ancient(f"{PLAN.weights_dir}/{wc.model}/prior.losses.csv")
+            for _ in [wc.model]
+            if wc.model in PLAN.trained_priors
+        ],
         rates=lambda wc: [
             ancient(str(p)) for p in PLAN.composition_loss_logs(wc.model).values()
         ],

@@ -164,6 +164,27 @@ class ChatServer:
         self.httpd.server_close()
 
 
+def copy_committed_weights(weights_dir: Path, *models: str, files: tuple[str, ...] = ()) -> None:
+    """Copies (never links: a DAG that decided to retrain would delete the committed files) of
+    the committed ``weights/<model>`` folders, or of only ``files`` of each, and of the
+    training manifests they were trained on, into ``weights_dir``."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(
+        ROOT / "weights" / "training-data", weights_dir / "training-data", dirs_exist_ok=True
+    )
+    for model in models:
+        if not files:
+            shutil.copytree(ROOT / "weights" / model, weights_dir / model, dirs_exist_ok=True)
+            continue
+        (weights_dir / model).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            src = ROOT / "weights" / model / name
+            if src.is_dir():
+                shutil.copytree(src, weights_dir / model / name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, weights_dir / model / name)
+
+
 def write_config(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

@@ -436,13 +436,12 @@ def test_train_prior_changes_the_unet_and_lowers_its_loss_on_a_fixed_batch(tmp_p
     fixed noise and timesteps spread over the schedule."""
     from discover.composition.pipeline import prompt_embedding
     from discover.discover_codec.vae import encode_latent
-    from discover.training import composition
-    from discover.training.common import image_pool
+    from discover.training.data import CropStream, TrainingData
 
     spec = {"batch_size": 2, "crop": 64, "num_images": 1, "lr": 1e-3}
     spec.update(unet=TEST_UNET, text_encoder=TEST_TEXT)
-    x = composition.batch(image_pool(0, 1, 64), np.random.default_rng(7), 2, 64)
-    monkeypatch.setattr(composition, "batch", lambda pool, rng, b, crop: x.clone())
+    x = next(TrainingData.synthetic(0, 1, 64).stream(64, 2, seed=7))
+    monkeypatch.setattr(CropStream, "__next__", lambda stream: x.clone())
     for steps in (0, 10):
         train_prior(tmp_path / f"prior{steps}", spec, vae_dir=VAE, steps=steps)
     parts = {steps: load_prior(tmp_path / f"prior{steps}") for steps in (0, 10)}
@@ -570,7 +569,7 @@ def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
     import pandas as pd
     import yaml
 
-    from .conftest import ROOT, snakemake, tiny_config, write_config
+    from .conftest import ROOT, copy_committed_weights, snakemake, tiny_config, write_config
 
     cfg = tiny_config(shard_size=4)
     cfg["datasets"]["scenes"]["num_images"] = 2
@@ -605,8 +604,7 @@ def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
     cfg["anchor"] = "gen"
     cfg["metrics"] = ["psnr"]
     cfg["trained_weights_dir"] = str(tmp_path / "w")
-    (tmp_path / "w").mkdir()
-    (tmp_path / "w/discover-mini").symlink_to(ROOT / "weights/discover-mini")
+    copy_committed_weights(tmp_path / "w", "discover-mini")
     proc = snakemake(tmp_path, write_config(tmp_path / "config.yaml", cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -638,7 +636,7 @@ def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
     from discover.config import validate_config
     from discover.plan import Plan
 
-    from .conftest import ROOT, snakemake, tiny_config, write_config
+    from .conftest import ROOT, copy_committed_weights, snakemake, tiny_config, write_config
 
     cfg = tiny_config(shard_size=4)
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -653,12 +651,11 @@ def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
         }
     }
     cfg["trained_weights_dir"] = str(tmp_path / "w")
-    (tmp_path / "w/discover-mini").mkdir(parents=True)  # the base's VAE only, no codecs
-    for name in ("vae", "vae.json"):
-        (tmp_path / "w/discover-mini" / name).symlink_to(ROOT / "weights/discover-mini" / name)
+    # the base's VAE only, no codecs
+    copy_committed_weights(tmp_path / "w", "discover-mini", files=("vae", "vae.json"))
     plan = Plan(validate_config(copy.deepcopy(cfg)), basedir=tmp_path)
     assert plan.composition_init("gen", "1") is None
-    assert "codec_init" not in plan.composition_trainer_spec("gen")
+    assert plan.composition_trainer_spec("gen")["codec_init"] == "scratch"
     config = write_config(tmp_path / "config.yaml", cfg)
     proc = snakemake(tmp_path, config, "-n", "--quiet", "rules", "--", "w/gen/r8.pth.tar")
     assert proc.returncode == 0, proc.stderr[-3000:]

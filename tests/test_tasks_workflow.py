@@ -23,6 +23,7 @@ from .conftest import (
     ROOT,
     check_bd_table,
     check_recorded_digest,
+    copy_committed_weights,
     job_threads,
     snakemake,
     tiny_config,
@@ -78,10 +79,9 @@ def tasks_run(tmp_path_factory):
         "tiny-detector": {"kind": "detection", "steps": 3, "num_images": 4, "val_images": 2},
         "tiny-classifier": {"kind": "classification", "steps": 3, "num_images": 8, "val_images": 4},
     }
-    # the task models train into the test's folder; the committed DISCOVER weights are linked
+    # the task models train into the test's folder; the committed DISCOVER weights are copied
     cfg["trained_weights_dir"] = str(work / "weights")
-    (work / "weights").mkdir()
-    (work / "weights/discover-mini").symlink_to(ROOT / "weights/discover-mini")
+    copy_committed_weights(work / "weights", "discover-mini")
     config = write_config(work / "config.yaml", cfg)
     proc = snakemake(work, config, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -1,8 +1,8 @@
 """The trainers of discover/training/ learn: a few steps on a fixed batch change the weights
 they save and lower their loss on that batch. The initial weights are those the same trainer
 saves after 0 steps (same seed, same initialisation); both files are scored on the batch, each
-model in the mode it is saved for. The trainers draw their crops through
-``discover.training.common.batch``; here it returns the fixed batch (the classifier trains on a
+model in the mode it is saved for. The trainers draw their crops from a
+``discover.training.data.CropStream``; here it returns the fixed batch (the classifier trains on a
 fixed set of object crops and is scored on all of them). The composition and task-model
 trainers are checked in tests/test_composition.py and tests/test_tasks.py."""
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from discover.training.common import batch, image_pool
+from discover.training.data import CropStream, TrainingData
 
 from .conftest import ROOT
 
@@ -36,16 +35,16 @@ def fixed_batch(
     monkeypatch, module, seed: int, num_images: int, crop: int, size: int
 ) -> torch.Tensor:
     """``size`` crops of the trainer's train images (its pool for ``seed``), drawn once: every
-    training batch ``module``'s trainer draws from now on (a batch of another size, as the VAE
+    training batch the trainers draw from now on (a batch of another size, as the VAE
     trainer's sample for its latent scaling, is drawn as before)."""
-    x = batch(image_pool(seed, num_images, crop), np.random.default_rng(1234), size, crop)
+    x = next(TrainingData.synthetic(seed, num_images, crop).stream(crop, size, seed=1234))
+    drawn = CropStream.__next__
 
-    def same_batch(pool, rng, batch_size: int, crop_size: int) -> torch.Tensor:
-        if (batch_size, crop_size) != (size, crop):
-            return batch(pool, rng, batch_size, crop_size)
-        return x.clone()
+    def same_batch(stream) -> torch.Tensor:
+        out = drawn(stream)
+        return x.clone() if out.shape == x.shape else out
 
-    monkeypatch.setattr(module, "batch", same_batch)
+    monkeypatch.setattr(CropStream, "__next__", same_batch)
     return x
 
 

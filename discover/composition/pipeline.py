@@ -29,10 +29,10 @@ from discover.discover_codec.model import DiscoverModel
 from discover.discover_codec.vae import decode_latent
 from discover.errors import DiscoverError
 from discover.images import tensor_to_image
-from discover.weights import resolve_pretrained_dir
+from discover.weights import PRIOR_COMPONENTS, resolve_pretrained_dir
 
 #: The SD layout every prior directory has (Hub repos keep more, e.g. ``feature_extractor``).
-COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+COMPONENTS = PRIOR_COMPONENTS
 #: Paper §4.1.1: 8 sampling steps for machine vision, 50 for human perception.
 DEFAULT_STEPS = {MACHINE: 8, HUMAN: 50}
 #: Where sampling starts: z_T ~ N(0, I) ("noise", the paper's "initial noise"), or

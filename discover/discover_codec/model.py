@@ -81,6 +81,56 @@ def load_codec_net(weights: str | os.PathLike, cfg: CodecConfig | None = None) -
     return net.eval()
 
 
+#: Module prefixes of CompressAI's ``Elic2022Official`` that an ELIC checkpoint must have.
+ELIC_PREFIXES = ("g_a.", "g_s.", "latent_codec.")
+
+
+def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a checkpoint file: a bare state dict, or one under ``state_dict`` /
+    ``model`` (training scripts' layouts), ``module.`` prefixes (DDP) removed."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CodecError(f"cannot read ELIC checkpoint {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise CodecError(f"ELIC checkpoint {path} holds no state dict ({type(obj).__name__})")
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def load_elic_state(net: DiscoverCodecNet, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Start ``net`` from an ELIC checkpoint in the layout of CompressAI's ``Elic2022Official``:
+    every tensor whose name and shape match is copied (g_a, the hyperprior, the channel-context
+    and checkerboard nets, and the layers of g_s that DISCOVER keeps with ELIC's shapes); the
+    rest of ``net`` keeps its fresh initialisation. Returns the names ``loaded``,
+    ``initialised`` (in ``net``, not loaded) and ``dropped`` (in the file, not used, with the
+    reason). A file with none of ELIC's modules is an error naming it."""
+    path = Path(path)
+    state = {k: v for k, v in _checkpoint_state(path).items() if not k.endswith(_CDF_BUFFERS)}
+    if not any(k.startswith(ELIC_PREFIXES) for k in state):
+        raise CodecError(
+            f"{path} is not an ELIC checkpoint: none of its {len(state)} tensors is under "
+            f"{', '.join(ELIC_PREFIXES)} (CompressAI's Elic2022Official layout)"
+        )
+    own = {k: v for k, v in net.state_dict().items() if not k.endswith(_CDF_BUFFERS)}
+    take, dropped = {}, []
+    for key, value in state.items():
+        if key not in own:
+            dropped.append(f"{key} (not in DISCOVER's codec)")
+        elif tuple(value.shape) != tuple(own[key].shape):
+            dropped.append(f"{key} (shape {list(value.shape)}, DISCOVER's {list(own[key].shape)})")
+        else:
+            take[key] = value.to(own[key].dtype)
+    net.load_state_dict(take, strict=False)
+    return {
+        "loaded": sorted(take),
+        "initialised": sorted(k for k in own if k not in take),
+        "dropped": sorted(dropped),
+    }
+
+
 def masks_from_boxes(
     boxes: Mapping[str, Iterable[Sequence[float]]], height: int, width: int
 ) -> dict[str, np.ndarray]:

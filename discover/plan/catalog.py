@@ -295,13 +295,12 @@ class Catalog(Weights):
         entry = self.config["codecs"][codec]
         if "trained" in entry and entry["type"] == "discover":
             model = entry["trained"]
-            vae_meta = self.discover_vae_dir(model).with_suffix(".json")
-            files = [str(self.discover_weight_path(model, rate)), str(vae_meta)]
+            files = [str(self.discover_weight_path(model, rate)), *self.discover_vae_inputs(model)]
             if model in self.composition_models:  # the sidecar written with the control dir
                 files.append(str(self.discover_weight_path(model, rate).with_name(f"r{rate}.json")))
                 if self.has_composition(codec):  # and the prior's
-                    files.append(str(self.prior_dir(model).with_suffix(".json")))
-            return files
+                    files += self.prior_inputs(model)
+            return list(dict.fromkeys(files))
         if "trained" in entry:
             return [str(self.zoo_weight_path(entry["trained"], rate))]
         weights = {str(k): v for k, v in (entry.get("weights") or {}).items()}

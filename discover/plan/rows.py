@@ -307,6 +307,8 @@ class Rows(Catalog):
 
         for spec in official_metric_weights(self.config) + self.semantics_weights():
             specs[spec.filename] = spec
+        for spec in self.training_hub_specs():  # a pretrained prior or VAE the train rules read
+            specs[spec.filename] = spec
         # PyTorch and the task models load on use: the plan is built without them
         from discover.tasks.models import required_weights
 

@@ -11,6 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from discover.errors import ConfigError
+from discover.weights import hub_spec, is_local_dir, prior_hub_specs
+
+#: The training images when a config has no ``training_data``: the embedded default's pool.
+DEFAULT_TRAINING_DATA: dict[str, Any] = {
+    "scenes": {
+        "sources": [
+            {"type": "synthetic-scenes", "num_images": 256, "min_size": 256, "max_size": 384}
+        ]
+    }
+}
+#: Config sections whose entries train on a ``training_data`` pool (task models and the
+#: demo classifier read annotated datasets of their own).
+POOL_SECTIONS = ("zoo_training", "discover_training", "composition_training")
 
 
 class Weights:
@@ -81,11 +94,110 @@ class Weights:
         _check_rate(section, model, rate, self._discover_spec(model)["lambdas"])
         return self.weights_dir / model / f"r{rate}.pth.tar"
 
-    def discover_vae_dir(self, model: str) -> Path:
+    # -- training images ------------------------------------------------------------------
+    @property
+    def training_pools(self) -> dict[str, dict]:
+        return dict(self.config.get("training_data") or DEFAULT_TRAINING_DATA)
+
+    def training_pool(self, section: str, model: str, part: str | None = None) -> str:
+        """The ``training_data`` entry a training entry (or its ``vae`` / ``prior`` part)
+        reads: its ``data`` key, else the part's entry's, else the only pool there is."""
+        entry = self.config[section][model]
+        sub = entry.get(part) if part else None
+        name = (sub.get("data") if isinstance(sub, Mapping) else None) or entry.get("data")
+        pools = self.training_pools
+        key = f"{section}.{model}" + (f".{part}" if part else "")
+        if name is None:
+            if len(pools) == 1:
+                return next(iter(pools))
+            raise ConfigError(
+                f"config key {key}.data: training_data has several entries "
+                f"({sorted(pools)}); name the one this trains on"
+            )
+        if name not in pools:
+            raise ConfigError(
+                f"config key {key}.data: {name!r} is not a training_data entry ({sorted(pools)})"
+            )
+        return name
+
+    def manifest_path(self, pool: str) -> Path:
+        """The list of files a pool trained on (written once by training_manifest; it goes
+        with the weights, so committed weights say what they were trained on)."""
+        return self.weights_dir / "training-data" / f"{pool}.tsv"
+
+    def training_manifest(self, section: str, model: str, part: str | None = None) -> Path:
+        return self.manifest_path(self.training_pool(section, model, part))
+
+    def training_data_spec(self, pool: str) -> dict:
+        if pool not in self.training_pools:
+            raise ConfigError(f"config key training_data.{pool}: not defined")
+        return dict(self.training_pools[pool])
+
+    # -- the VAE and the prior -----------------------------------------------------------
+    def pretrained_vae(self, model: str) -> str | None:
+        """The VAE a DISCOVER model targets when it is not trained here: a composition model's
+        pretrained prior's ``vae`` (SD 2.1-base), or a discover_training ``vae: <id or dir>``."""
+        if model in self.composition_models:
+            prior = self.pretrained_prior(model)
+            if prior is not None:
+                return f"{prior}/vae"
+            return self.pretrained_vae(self.composition_spec(model)["base"])
+        vae = self._discover_spec(model)["vae"]
+        return vae if isinstance(vae, str) else None
+
+    def discover_vae_dir(self, model: str) -> Path | str:
+        """Where a DISCOVER model's VAE loads from: a trained ``weights/<name>/vae``, or a
+        pretrained one's directory or Hub id (resolved through the weights cache)."""
+        pretrained = self.pretrained_vae(model)
+        if pretrained is not None:
+            return pretrained
         spec = self._discover_spec(model)
         if model in self.composition_models:  # the base model's VAE: the prior's latent space
             return self.discover_vae_dir(spec["base"])
         return self.weights_dir / model / "vae"
+
+    def discover_vae_inputs(self, model: str) -> list[str]:
+        """Files a job reading the VAE depends on: the trained VAE's sidecar, a pretrained
+        local directory, or the cache manifest of a Hub VAE."""
+        vae = self.discover_vae_dir(model)
+        if isinstance(vae, Path):
+            return [str(vae.with_suffix(".json"))]
+        if is_local_dir(vae):
+            return [vae]
+        return [f"{self.weights_cache}/{hub_spec(vae).filename}"]
+
+    def pretrained_prior(self, model: str) -> str | None:
+        """A composition model's frozen prior when it is not trained here (``prior: <id or
+        dir>``, paper §4.1.1: SD 2.1-base), else None."""
+        prior = self.composition_spec(model)["prior"]
+        return prior if isinstance(prior, str) else None
+
+    def prior_inputs(self, model: str) -> list[str]:
+        """Files a job reading a composition model's prior depends on."""
+        prior = self.pretrained_prior(model)
+        if prior is None:
+            return [str(self.prior_dir(model).with_suffix(".json"))]
+        if is_local_dir(prior):
+            return [prior]
+        return [f"{self.weights_cache}/{s.filename}" for s in prior_hub_specs(prior)]
+
+    @property
+    def trained_priors(self) -> list[str]:
+        """Composition models whose prior the pipeline trains (train_prior)."""
+        return [m for m in self.composition_models if self.pretrained_prior(m) is None]
+
+    def training_hub_specs(self) -> list:
+        """Hub weights the train rules read (a pretrained prior, a pretrained VAE)."""
+        specs = []
+        for model in self.composition_models:
+            prior = self.pretrained_prior(model)
+            if prior is not None:
+                specs += prior_hub_specs(prior)
+        for model in self.config.get("discover_training") or {}:
+            vae = self.pretrained_vae(model)
+            if vae is not None and not is_local_dir(vae):
+                specs.append(hub_spec(vae))
+        return specs
 
     @property
     def composition_models(self) -> list[str]:
@@ -101,24 +213,40 @@ class Weights:
 
     def composition_spec(self, model: str) -> dict:
         spec = dict(self.config["composition_training"][model])
-        base = spec["base"]
-        if base not in (self.config.get("discover_training") or {}):
-            raise ConfigError(
-                f"config key composition_training.{model}.base: {base!r} is not a "
-                "discover_training entry"
-            )
+        key = f"config key composition_training.{model}"
+        base = spec.get("base")
+        if base is not None and base not in (self.config.get("discover_training") or {}):
+            raise ConfigError(f"{key}.base: {base!r} is not a discover_training entry")
+        if base is None:
+            if not isinstance(spec["prior"], str):
+                raise ConfigError(
+                    f"{key}.base: a prior trained here lives in the latent space of a base "
+                    "model's VAE; name the base, or give a pretrained prior (prior: <Hub id "
+                    "or directory>)"
+                )
+            if spec.get("codec_init", "scratch") == "base":
+                raise ConfigError(f"{key}.codec_init: base needs a base model")
+            if "codec" not in spec:
+                raise ConfigError(f"{key}.codec: without a base model, name the codec (full)")
         return spec
 
     def composition_trainer_spec(self, model: str) -> dict:
-        """What the Eq. 4 trainer reads: the stage settings and the base model's codec."""
+        """What the Eq. 4 trainer reads: the stage settings and the codec (the base model's
+        unless the entry names one)."""
         spec = self.composition_spec(model)
-        drop = ("base", "lambdas", "prior", "gpus", "codec_init")
+        drop = ("base", "lambdas", "prior", "gpus", "nodes", "processes", "data")
         out = {k: v for k, v in spec.items() if k not in drop}
-        out["codec"] = self.config["discover_training"][spec["base"]]["codec"]
+        if out.get("codec_init") == "base":
+            del out["codec_init"]  # the base codec's file comes as the codec_init input
+        if "codec" not in out:
+            out["codec"] = self.config["discover_training"][spec["base"]]["codec"]
         return out
 
-    def prior_dir(self, model: str) -> Path:
-        self.composition_spec(model)
+    def prior_dir(self, model: str) -> Path | str:
+        """A trained prior's directory, or the pretrained prior's id or directory."""
+        pretrained = self.pretrained_prior(model)
+        if pretrained is not None:
+            return pretrained
         return self.weights_dir / model / "prior"
 
     def control_dir(self, model: str, rate: str | None = None) -> Path:
@@ -126,18 +254,48 @@ class Weights:
         return root if rate is None else root / f"r{rate}"
 
     def composition_gpus(self, model: str) -> int:
-        """GPUs a composition training job asks the scheduler for (spec ``gpus``, default 0:
-        the mini scale trains on CPU; ``accelerate`` uses what the job is given)."""
+        """GPUs per node a composition training job asks the scheduler for (spec ``gpus``,
+        default 0: the mini scale trains on CPU)."""
         return int(self.composition_spec(model).get("gpus", 0))
 
-    def composition_init(self, model: str, rate: str) -> Path | None:
-        """The base model's codec at the same λ_R, which stage I starts from; None with
-        ``codec_init: scratch`` (a fresh codec: the base model then only lends its VAE, so its
-        codecs need not exist)."""
+    def composition_nodes(self, model: str) -> int:
+        return int(self.composition_spec(model).get("nodes", 1))
+
+    def composition_processes(self, model: str) -> int:
+        """Training processes of one rate point in all (DDP ranks): spec ``processes``, else
+        one per GPU on every node, else 1."""
         spec = self.composition_spec(model)
-        if spec.get("codec_init", "base") == "scratch":
+        if "processes" in spec:
+            return int(spec["processes"])
+        return max(1, self.composition_gpus(model) * self.composition_nodes(model))
+
+    def composition_init(self, model: str, rate: str) -> Path | None:
+        """The base model's codec at the same λ_R, which stage I starts from with
+        ``codec_init: base`` (the default when there is a base); None otherwise (``scratch``:
+        a fresh codec, the base model then only lends its VAE, so its codecs need not exist;
+        ``elic``: an ELIC checkpoint, ``elic_weights``)."""
+        spec = self.composition_spec(model)
+        default = "base" if spec.get("base") else "scratch"
+        if spec.get("codec_init", default) != "base":
             return None
         return self.discover_weight_path(spec["base"], rate)
+
+    def elic_inputs(self, section: str, model: str, rate: str) -> list[str]:
+        """The ELIC checkpoint a rate point starts from (``codec_init: elic``), as a file the
+        train rule depends on."""
+        spec = self.config[section][model]
+        if spec.get("codec_init") != "elic":
+            return []
+        given = spec.get("elic_weights")
+        key = f"config key {section}.{model}.elic_weights"
+        if not given:
+            raise ConfigError(f"{key}: codec_init elic needs the ELIC checkpoint(s)")
+        if isinstance(given, Mapping):
+            table = {float(k): str(v) for k, v in given.items()}
+            if float(rate) not in table:
+                raise ConfigError(f"{key}: no checkpoint for λ_R={rate} (it has {sorted(table)})")
+            return [table[float(rate)]]
+        return [str(given)]
 
     def discover_training_spec(self, model: str) -> dict:
         return self._discover_spec(model)

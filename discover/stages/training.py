@@ -41,6 +41,71 @@ def run_trainer(
         return trainer(command)
 
 
+def training_manifest(
+    spec: Mapping, manifest: str | os.PathLike, *, seed: int, pool: str, log: Sequence[str]
+) -> None:
+    """The training_manifest rule: list a ``training_data`` entry's files once."""
+    from discover.training.data import build_manifest
+
+    with rule_context(SimpleNamespace(threads=1, log=log)):
+        build_manifest(manifest, spec, seed, where=f"training_data.{pool}")
+
+
+def training_images(manifest: str | os.PathLike, spec: Mapping):
+    """What a train rule hands its trainer: the manifest's images and the pool's settings."""
+    from discover.training.data import TrainingData
+
+    return TrainingData.from_manifest(manifest, spec)
+
+
+def train_composition_rate(
+    kwargs: Mapping,
+    *,
+    processes: int,
+    nodes: int,
+    rule: str,
+    target: str | os.PathLike,
+    threads: int,
+    log: Sequence[str],
+    basedir: str | os.PathLike,
+    manifest: str | os.PathLike,
+    data_spec: Mapping,
+    job_file: str | os.PathLike,
+) -> dict:
+    """train_composition: in the job's process, or on ``processes`` ranks
+    (:func:`discover.training.launch.launch`) when the entry asks for more than one."""
+    from discover.training.composition import train_composition
+
+    if processes <= 1:
+        return run_trainer(
+            lambda command: train_composition(
+                **kwargs, command=command, data=training_images(manifest, data_spec)
+            ),
+            rule=rule,
+            target=target,
+            threads=threads,
+            log=log,
+            basedir=basedir,
+        )
+    from discover.training.launch import launch
+
+    def distributed(command: str) -> dict:
+        data = {"manifest": str(manifest), "spec": dict(data_spec)}
+        return launch(
+            "composition",
+            {**kwargs, "command": command, "data": data},
+            processes=processes,
+            nodes=nodes,
+            threads=threads,
+            job_file=job_file,
+            log_file=log[0] if log else None,
+        )
+
+    return run_trainer(
+        distributed, rule=rule, target=target, threads=threads, log=log, basedir=basedir
+    )
+
+
 def training_loss_plot(
     model: str,
     prior_csv: str | Path | None,

@@ -12,31 +12,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.errors import DiscoverError
 from discover.io import atomic_path, write_bytes_atomic
+from discover.training.data import TrainingData
 
 #: Precisions trained weights may be stored in (``save_dtype``; training runs in float32/AMP).
 SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
-def image_pool(seed: int, num_images: int, crop: int) -> list[np.ndarray]:
-    """Training images: the synthetic-scenes train split (disjoint from every val split)."""
-    gen = SceneGenerator(seed, "train", max(crop, 256), max(crop, 384), 2, 6)
-    return [gen.render(i)[0] for i in range(num_images)]
-
-
-def batch(
-    pool: list[np.ndarray], rng: np.random.Generator, batch_size: int, crop: int
-) -> torch.Tensor:
-    out = np.empty((batch_size, crop, crop, 3), np.uint8)
-    for b in range(batch_size):
-        img = pool[rng.integers(len(pool))]
-        y = rng.integers(img.shape[0] - crop + 1)
-        x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        out[b] = patch[:, ::-1] if rng.random() < 0.5 else patch
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255)
+def training_data(
+    spec: Mapping[str, Any], data: TrainingData | None, seed: int, crop: int
+) -> TrainingData:
+    """What a trainer reads: ``data`` (a manifest's images) cut to the spec's ``num_images``,
+    or, without one, that many generated scenes listed in memory (tests, benchmarks)."""
+    num = spec.get("num_images")
+    if data is None:
+        return TrainingData.synthetic(seed, int(num or 64), crop)
+    return data.subset(None if num is None else int(num), seed)
 
 
 def setup(spec: Mapping[str, Any], seed: int, steps: int | None):

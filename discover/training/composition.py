@@ -46,25 +46,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from discover.composition.control import CONDITIONING_EMBEDDING_CHANNELS, control_from_unet
-from discover.composition.pipeline import load_prior, prompt_embedding
+from discover.composition.pipeline import Prior, load_prior, prompt_embedding
 from discover.composition.prior import build_prior
 from discover.discover_codec.masks import random_keep_mask
-from discover.discover_codec.model import PRESETS, load_codec_net, portable_state
+from discover.discover_codec.model import PRESETS, portable_state
 from discover.discover_codec.net import CodecConfig, DiscoverCodecNet
 from discover.discover_codec.vae import encode_latent
 from discover.errors import CheckpointMismatchError, DiscoverError
 from discover.io import atomic_dir, atomic_path, write_text_atomic
 from discover.training.common import (
-    batch,
     deterministic_cuda,
-    image_pool,
     parameter_names,
     save_dtype,
     save_state,
     setup,
+    training_data,
     write_losses,
 )
+from discover.training.data import CropStream, TrainingData
 from discover.training.discover import _frozen_in_stage_two
+from discover.training.init import initial_codec
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -78,7 +79,6 @@ COMPOSITION_DEFAULTS: dict[str, Any] = {
     "batch_size": 4,
     "grad_accum": 1,
     "crop": 128,
-    "num_images": 64,
     "max_drop": 0.5,
     "clip_grad_norm": 1.0,
     "mixed_precision": "auto",
@@ -189,10 +189,15 @@ def trainable(stage: int, name: str) -> bool:
 class CompositionTrainer:
     """Eq. 4 training of one rate point, one optimizer step at a time (see module doc).
 
-    ``prior`` is an SD-layout directory or a cached Hub id; its VAE must be the one the codec
-    targets. ``codec_init`` starts the codec from trained weights (the mini from its ``w/o
-    composition`` codec; the paper's base codec is ELIC, and it does not say which weights
-    stage I starts from), else from random weights.
+    ``prior`` is an SD-layout directory or a cached Hub id (or its loaded parts, a
+    :class:`~discover.composition.pipeline.Prior`: benchmarks on random weights); its VAE must
+    be the one the codec targets. ``codec_init`` (a file) starts the codec from the base
+    model's trained codec (the mini from its ``w/o composition`` codec); else the spec's
+    ``codec_init`` says where it starts (:mod:`discover.training.init`: ``elic``, ``scratch``).
+    ``data``: the training images (default: generated scenes). ``batch_size`` is the global
+    batch of a micro-batch: with N processes each takes 1/N of it, and every image, crop, mask,
+    noise and timestep is a function of (seed, step, micro-batch, slot), so 1 and N processes
+    train on the same data.
     """
 
     def __init__(
@@ -200,12 +205,13 @@ class CompositionTrainer:
         spec: Mapping[str, Any],
         lambda_r: float,
         *,
-        prior: str | Path,
+        prior: str | Path | Prior,
         cache: str | Path | None = None,
         codec_init: str | Path | None = None,
         seed: int = 0,
         steps: int | None = None,
         stage2_steps: int | None = None,
+        data: TrainingData | None = None,
     ):
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
@@ -235,7 +241,7 @@ class CompositionTrainer:
             "seed": seed,
             "steps": self.steps,
             "stage2_steps": self.stage2_steps,
-            "prior": str(prior),
+            "prior": "in memory" if isinstance(prior, Prior) else str(prior),
             "codec_init": str(codec_init) if codec_init else None,
             "processes": self.accelerator.num_processes,
         }
@@ -244,14 +250,14 @@ class CompositionTrainer:
         weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             self.accelerator.mixed_precision, torch.float32
         )
-        parts = load_prior(prior, cache=cache)
+        parts = prior if isinstance(prior, Prior) else load_prior(prior, cache=cache)
         codec_spec = self.spec.get("codec", "mini")
         cfg = (
             PRESETS[codec_spec]
             if isinstance(codec_spec, str)
             else CodecConfig.from_dict(codec_spec)
         )
-        codec = load_codec_net(codec_init, cfg) if codec_init else DiscoverCodecNet(cfg)
+        codec, self.init = initial_codec(cfg, self.spec, self.lambda_r, codec_init)
         # C starts as a copy of the UNet's encoder, taken before the UNet is cast below.
         control = control_from_unet(parts.unet, self.spec["conditioning_embedding_out_channels"])
         if self.spec["gradient_checkpointing"]:
@@ -269,15 +275,11 @@ class CompositionTrainer:
         if self.spec["gradient_checkpointing"]:
             self.unet.enable_gradient_checkpointing()
 
-        rank = self.accelerator.process_index
         crop = int(self.spec["crop"])
         if crop % 64:
             raise DiscoverError(f"crop {crop} is not a multiple of 64 (ẑ lives at 1/64)")
-        self.pool = image_pool(seed, int(self.spec["num_images"]), crop)
-        # Each process draws its own data and noise; both streams are saved in checkpoints.
-        self.data_rng = np.random.default_rng([seed, rank])
-        noise_seed = np.random.SeedSequence([seed, rank, 1]).generate_state(1)[0]
-        self.noise_gen = torch.Generator().manual_seed(int(noise_seed))
+        self.data = training_data(self.spec, data, seed, crop)
+        self.crops: CropStream | None = None  # opened at the first batch, from self.step
         self.step = 0
         self.stage = 0
         self.rows: list[dict] = []
@@ -322,21 +324,45 @@ class CompositionTrainer:
         self.optimizer = self.accelerator.prepare_optimizer(opt)
 
     # -- data ---------------------------------------------------------------------------------
+    def crop_stream(self) -> CropStream:
+        """This process's crops from the current step on (reopened after a resume)."""
+        acc = self.accelerator
+        if self.crops is None or self.crops.start > self.step:
+            self.crops = self.data.stream(
+                int(self.spec["crop"]),
+                int(self.spec["batch_size"]),
+                seed=self.seed,
+                start=self.step,
+                stop=self.total_steps,
+                accum=int(self.spec["grad_accum"]),
+                rank=acc.process_index,
+                world=acc.num_processes,
+            )
+        return self.crops
+
     def sample_batch(self) -> Batch:
-        """A micro-batch from the data stream (crops, flips, stage-II masks, noise, steps)."""
-        b, crop = int(self.spec["batch_size"]), int(self.spec["crop"])
-        x = batch(self.pool, self.data_rng, b, crop)
-        keep = None
-        if self.stage == 2:
-            grid = (crop // 16, crop // 16)
-            masks = [random_keep_mask(self.data_rng, grid, self.spec["max_drop"]) for _ in range(b)]
-            keep = torch.from_numpy(np.stack(masks))[:, None].float()
+        """The next micro-batch of the data stream: crops, flips, stage-II masks, noise and
+        steps, each drawn from (seed, step, micro-batch, global slot)."""
+        crops = self.crop_stream()
+        x = next(crops)
+        step, micro = crops.position
+        crop = int(self.spec["crop"])
         channels = self.unet.config.in_channels
-        noise = torch.randn((b, channels, crop // 8, crop // 8), generator=self.noise_gen)
-        t = torch.randint(
-            0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=self.noise_gen
-        )
-        return Batch(x, keep, noise, t)
+        masks, noise, timesteps = [], [], []
+        for slot in crops.slots:
+            key = [self.seed, step, micro, slot]
+            if self.stage == 2:
+                rng = np.random.default_rng([*key, 1])
+                masks.append(random_keep_mask(rng, (crop // 16, crop // 16), self.spec["max_drop"]))
+            gen = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([*key, 2]).generate_state(1)[0])
+            )
+            noise.append(torch.randn((channels, crop // 8, crop // 8), generator=gen))
+            timesteps.append(
+                torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (), generator=gen)
+            )
+        keep = torch.from_numpy(np.stack(masks))[:, None].float() if masks else None
+        return Batch(x, keep, torch.stack(noise), torch.stack(timesteps))
 
     # -- one optimizer step -------------------------------------------------------------------
     def losses(self, b: Batch) -> dict[str, torch.Tensor]:
@@ -436,20 +462,17 @@ class CompositionTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def rng_state(self) -> dict[str, Any]:
+        """The global RNG states (data, masks and noise are functions of the step: no state)."""
         cuda = self.accelerator.device.type == "cuda"
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.accelerator.device) if cuda else None,
-            "data": self.data_rng.bit_generator.state,
-            "noise": self.noise_gen.get_state(),
         }
 
     def set_rng_state(self, state: Mapping[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         if state["cuda"] is not None:
             torch.cuda.set_rng_state(state["cuda"], self.accelerator.device)
-        self.data_rng.bit_generator.state = state["data"]
-        self.noise_gen.set_state(state["noise"])
 
     def save_checkpoint(self, directory: str | Path) -> Path:
         """``directory/step-<step>.pt`` (atomically), keeping the newest ``keep_checkpoints``."""
@@ -505,6 +528,7 @@ class CompositionTrainer:
             scaler.load_state_dict(payload["scaler"])
         self.set_rng_state(payload["rng"][self.accelerator.process_index])
         self.step = int(payload["step"])
+        self.crops = None  # reopened at the resumed step
         self.rows = list(payload["rows"])
 
 
@@ -531,6 +555,7 @@ def train_composition(
     log_csv: str | Path | None = None,
     command: str = "",
     stop_after: int | None = None,
+    data: TrainingData | None = None,
 ) -> dict:
     """Train one rate point: ``codec_path`` (``r<rate>.pth.tar``; ``meta_path`` is its JSON
     sidecar naming the codec config) and ``control_dir`` (C, ``save_pretrained``).
@@ -548,6 +573,7 @@ def train_composition(
         seed=seed,
         steps=steps,
         stage2_steps=stage2_steps,
+        data=data,
     )
     control_dir = Path(control_dir)
     checkpoint_dir = Path(
@@ -576,6 +602,8 @@ def train_composition(
             "lambda_R": float(lambda_r),
             "prior": str(prior),
             "codec_init": str(codec_init) if codec_init else None,
+            "init": trainer.init,
+            "data": trainer.crop_stream().report(),
             "spec": {k: v for k, v in trainer.spec.items() if k != "codec"},
             "seed": seed,
             "steps": trainer.steps,
@@ -609,6 +637,7 @@ def train_prior(
     meta_path: str | Path | None = None,
     log_csv: str | Path | None = None,
     command: str = "",
+    data: TrainingData | None = None,
 ) -> dict:
     """Train the mini diffusion prior: ``out_dir`` becomes an SD-layout directory (see
     :mod:`discover.composition.prior`) whose UNet predicts ε (default) or v (the scheduler's
@@ -616,8 +645,8 @@ def train_prior(
     keys: ``steps``, ``batch_size``, ``crop`` (a multiple of 32), ``lr``, ``num_images``,
     ``unet`` / ``text_encoder`` / ``scheduler`` (config overrides, e.g. ``scheduler:
     {prediction_type: v_prediction}``), ``save_dtype``."""
-    rng, steps, crop, batch_size = setup(spec, seed, steps)
-    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
+    _, steps, crop, batch_size = setup(spec, seed, steps)
+    crops = training_data(spec, data, seed, crop).stream(crop, batch_size, seed=seed, stop=steps)
     rows, t0 = [], time.perf_counter()
     with atomic_dir(out_dir) as tmp:
         build_prior(
@@ -635,7 +664,7 @@ def train_prior(
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
         gen = torch.Generator().manual_seed(seed)
         for step in range(1, steps + 1):
-            z0 = encode_latent(vae, batch(pool, rng, batch_size, crop))
+            z0 = encode_latent(vae, next(crops))
             noise = torch.randn(z0.shape, generator=gen)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
             pred = unet(
@@ -663,6 +692,7 @@ def train_prior(
         "seed": seed,
         "steps": steps,
         "vae": str(vae_dir),
+        "data": crops.report(),
         "final": rows[-1] if rows else {},
         "command": command,
         "sha256": {str(p.relative_to(out_dir)): sha256(p) for p in files},

@@ -26,18 +26,19 @@ import torch.nn.functional as F
 
 from discover.discover_codec.masks import random_keep_mask
 from discover.discover_codec.model import PRESETS, portable_state
-from discover.discover_codec.net import CodecConfig, DiscoverCodecNet
+from discover.discover_codec.net import CodecConfig
 from discover.discover_codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
 from discover.io import atomic_dir, write_text_atomic
 from discover.training.common import (
-    batch,
-    image_pool,
     parameter_names,
     save_dtype,
     save_state,
     setup,
+    training_data,
     write_losses,
 )
+from discover.training.data import TrainingData
+from discover.training.init import initial_codec
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -52,8 +53,10 @@ def train_vae(
     steps: int | None = None,
     log_csv: str | Path | None = None,
     command: str = "",
+    data: TrainingData | None = None,
 ) -> dict:
-    """Train the tiny AutoencoderKL; ``out_dir`` becomes a ``from_pretrained`` directory."""
+    """Train the tiny AutoencoderKL; ``out_dir`` becomes a ``from_pretrained`` directory.
+    ``data``: the training images (a manifest's; default: generated scenes)."""
     from diffusers import AutoencoderKL
 
     rng, steps, crop, batch_size = setup(spec, seed, steps)
@@ -61,11 +64,12 @@ def train_vae(
     vae = AutoencoderKL(**{**TINY_VAE_CONFIG, **spec.get("architecture", {})})
     opt = torch.optim.Adam(vae.parameters(), lr=float(spec.get("lr", 1e-3)))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
-    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
+    pool = training_data(spec, data, seed, crop)
+    crops = pool.stream(crop, batch_size, seed=seed, stop=steps)
     rows, t0 = [], time.perf_counter()
     vae.train()
     for step in range(1, steps + 1):
-        x = batch(pool, rng, batch_size, crop) * 2 - 1
+        x = next(crops) * 2 - 1
         dist = vae.encode(x).latent_dist
         x_hat = vae.decode(dist.sample()).sample
         rec = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
@@ -90,7 +94,7 @@ def train_vae(
             log.info("vae step %d/%d loss %.4f psnr %.2f dB", step, steps, loss, rows[-1]["psnr"])
     vae.eval()
     with torch.no_grad():
-        x = batch(pool, np.random.default_rng(seed + 1), 16, crop)
+        x = next(pool.stream(crop, 16, seed=seed + 1, stop=1))
         z = vae.encode(x * 2 - 1).latent_dist.mode()
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
     with atomic_dir(out_dir) as tmp:
@@ -101,6 +105,7 @@ def train_vae(
         "seed": seed,
         "steps": steps,
         "scaling_factor": vae.config.scaling_factor,
+        "data": crops.report(),
         "final": rows[-1] if rows else {},
         "command": command,
         "sha256": {p.name: sha256(p) for p in files},
@@ -127,15 +132,21 @@ def train_codec(
     stage2_steps: int | None = None,
     log_csv: str | Path | None = None,
     command: str = "",
+    data: TrainingData | None = None,
+    cache: str | Path | None = None,
 ) -> dict:
-    """Train one rate point (one λ_R) of a DISCOVER codec against the VAE in ``vae_dir``."""
+    """Train one rate point (one λ_R) of a DISCOVER codec against the VAE in ``vae_dir`` (a
+    directory or cached Hub id); stage I starts from ``spec["codec_init"]`` (see
+    :func:`discover.training.init.initial_codec`)."""
     rng, steps, crop, batch_size = setup(spec, seed, steps)
     stage2 = int(stage2_steps if stage2_steps is not None else spec.get("stage2_steps", 0))
     codec = spec["codec"]
     cfg = PRESETS[codec] if isinstance(codec, str) else CodecConfig.from_dict(codec)
-    net = DiscoverCodecNet(cfg)
-    vae = load_vae(vae_dir)
-    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
+    net, init = initial_codec(cfg, spec, lambda_r)
+    vae = load_vae(vae_dir, cache)
+    crops = training_data(spec, data, seed, crop).stream(
+        crop, batch_size, seed=seed, stop=steps + stage2
+    )
     aux_params = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
     aux_opt = torch.optim.Adam(aux_params, lr=float(spec.get("aux_lr", 1e-3)))
     rows, t0 = [], time.perf_counter()
@@ -153,7 +164,7 @@ def train_codec(
         )
         net.train()
         for i in range(1, n_steps + 1):
-            x = batch(pool, rng, batch_size, crop)
+            x = next(crops)
             z_c = encode_latent(vae, x)
             keep = None
             if stage == 2:
@@ -214,6 +225,8 @@ def train_codec(
         "seed": seed,
         "steps": steps,
         "stage2_steps": stage2,
+        "init": init,
+        "data": crops.report(),
         "final": rows[-1] if rows else {},
         "command": command,
         "sha256": sha256(out_path),

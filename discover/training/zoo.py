@@ -19,14 +19,14 @@ import torch
 
 from discover.io import write_text_atomic
 from discover.training.common import (
-    batch,
-    image_pool,
     parameter_names,
     save_dtype,
     save_state,
     setup,
+    training_data,
     write_losses,
 )
+from discover.training.data import TrainingData
 from discover.weights import sha256
 
 log = logging.getLogger("discover.training")
@@ -42,12 +42,14 @@ def train_zoo_model(
     steps: int | None = None,
     log_csv: str | Path | None = None,
     command: str = "",
+    data: TrainingData | None = None,
 ) -> dict:
-    """Train one rate point (one lambda) and write the state dict and its sidecar atomically."""
+    """Train one rate point (one lambda) and write the state dict and its sidecar atomically.
+    ``data``: the training images (a manifest's; default: generated scenes)."""
     from compressai.losses import RateDistortionLoss
     from compressai.zoo.image import model_architectures
 
-    rng, steps, crop, batch_size = setup(spec, seed, steps)
+    _, steps, crop, batch_size = setup(spec, seed, steps)
     model = model_architectures[spec["architecture"]](int(spec["N"]), int(spec["M"]))
     params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
@@ -55,11 +57,11 @@ def train_zoo_model(
     aux_opt = torch.optim.Adam(aux_params, lr=float(spec.get("aux_lr", 1e-3)))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
     criterion = RateDistortionLoss(lmbda=lmbda)
-    pool = image_pool(seed, int(spec.get("num_images", 64)), crop)
+    crops = training_data(spec, data, seed, crop).stream(crop, batch_size, seed=seed, stop=steps)
     rows, t0 = [], time.perf_counter()
     model.train()
     for step in range(1, steps + 1):
-        x = batch(pool, rng, batch_size, crop)
+        x = next(crops)
         opt.zero_grad()
         aux_opt.zero_grad()
         losses = criterion(model(x), x)
@@ -97,6 +99,7 @@ def train_zoo_model(
         "lambda": lmbda,
         "seed": seed,
         "steps": steps,
+        "data": crops.report(),
         "final": rows[-1] if rows else {},
         "command": command,
         "sha256": sha256(out_path),
