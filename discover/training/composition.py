@@ -532,6 +532,24 @@ class CompositionTrainer:
         self.rows = list(payload["rows"])
 
 
+def replica_checksums(trainer: CompositionTrainer) -> list[float]:
+    """The sum of every trained weight on each process, in rank order: data parallelism keeps
+    the replicas identical (gradients are averaged before each step), so the sums must agree;
+    a difference stops the job before anything is written."""
+    from accelerate.utils import gather_object
+
+    model = trainer.accelerator.unwrap_model(trainer.wrapped)
+    with torch.no_grad():
+        total = float(sum(p.detach().double().sum() for p in model.parameters()))
+    sums = gather_object([total])
+    if len(set(sums)) > 1:
+        raise DiscoverError(
+            f"λ_R={trainer.lambda_r:g}: the {len(sums)} training processes ended with different "
+            f"weights (checksums {sums}); nothing was written"
+        )
+    return sums
+
+
 def checkpoints(directory: str | Path) -> list[Path]:
     """The checkpoints in ``directory``, oldest first."""
     return sorted(Path(directory).glob("step-*.pt"))
@@ -587,6 +605,7 @@ def train_composition(
         return {"finished": False, "step": trainer.step}
 
     acc = trainer.accelerator
+    replicas = replica_checksums(trainer)
     meta: dict = {}
     if acc.is_main_process:
         model = acc.unwrap_model(trainer.wrapped)
@@ -609,6 +628,7 @@ def train_composition(
             "steps": trainer.steps,
             "stage2_steps": trainer.stage2_steps,
             "processes": acc.num_processes,
+            "replica_checksums": replicas,
             "mixed_precision": acc.mixed_precision,
             "final": trainer.rows[-1] if trainer.rows else {},
             "command": command,
