@@ -38,14 +38,21 @@ rule training_manifest:
     message:
         "Listing the training images of {wildcards.pool}"
     run:
-        from discover.stages.training import training_manifest
+        from discover.stages.training import run_trainer
+        from discover.training.data import build_manifest
 
-        training_manifest(
-            params.spec,
-            output.manifest,
-            seed=params.seed,
-            pool=wildcards.pool,
+        run_trainer(
+            lambda command: build_manifest(
+                output.manifest,
+                params.spec,
+                params.seed,
+                where=f"training_data.{wildcards.pool}",
+            ),
+            rule=rule,
+            target=output.manifest,
+            threads=threads,
             log=log,
+            basedir=workflow.basedir,
         )
 
 
@@ -79,7 +86,8 @@ rule train_zoo_model:
     message:
         "Training {wildcards.model} at rate {wildcards.rate}"
     run:
-        from discover.stages.training import run_trainer, training_images
+        from discover.stages.training import run_trainer
+        from discover.training.data import TrainingData
         from discover.training.zoo import train_zoo_model
 
         run_trainer(
@@ -91,7 +99,7 @@ rule train_zoo_model:
                 seed=params.seed,
                 log_csv=output.losses,
                 command=command,
-                data=training_images(input.manifest, params.data),
+                data=TrainingData.from_manifest(input.manifest, params.data),
             ),
             rule=rule,
             target=output.model,
@@ -138,7 +146,8 @@ rule train_discover_vae:
     message:
         "Training the tiny diffusion VAE of {wildcards.model}"
     run:
-        from discover.stages.training import run_trainer, training_images
+        from discover.stages.training import run_trainer
+        from discover.training.data import TrainingData
         from discover.training.discover import train_vae
 
         run_trainer(
@@ -149,7 +158,7 @@ rule train_discover_vae:
                 seed=params.seed,
                 log_csv=output.losses,
                 command=command,
-                data=training_images(input.manifest, params.data),
+                data=TrainingData.from_manifest(input.manifest, params.data),
             ),
             rule=rule,
             target=output.meta,
@@ -198,7 +207,8 @@ rule train_discover:
     message:
         "Training {wildcards.model} at λ_R={wildcards.rate}"
     run:
-        from discover.stages.training import run_trainer, training_images
+        from discover.stages.training import run_trainer
+        from discover.training.data import TrainingData
         from discover.training.discover import train_codec
 
         run_trainer(
@@ -212,7 +222,7 @@ rule train_discover:
                 seed=params.seed,
                 log_csv=output.losses,
                 command=command,
-                data=training_images(input.manifest, params.data),
+                data=TrainingData.from_manifest(input.manifest, params.data),
                 cache=params.cache,
             ),
             rule=rule,
@@ -348,7 +358,8 @@ rule train_prior:
     message:
         "Training the mini diffusion prior of {wildcards.model}"
     run:
-        from discover.stages.training import run_trainer, training_images
+        from discover.stages.training import run_trainer
+        from discover.training.data import TrainingData
         from discover.training.composition import train_prior
 
         run_trainer(
@@ -360,7 +371,7 @@ rule train_prior:
                 meta_path=output.meta,
                 log_csv=output.losses,
                 command=command,
-                data=training_images(input.manifest, params.data),
+                data=TrainingData.from_manifest(input.manifest, params.data),
             ),
             rule=rule,
             target=output.meta,
@@ -400,7 +411,7 @@ rule train_composition:
         model=PLAN.name_regex(PLAN.composition_models),
     conda:
         "../envs/core.yaml"
-    threads: 2
+    threads: lambda wc: PLAN.composition_threads(wc.model)
     # Several processes (DDP): `tasks` ranks on `nodes` nodes with `gpu` GPUs in all; on SLURM
     # the profile makes them --ntasks / --nodes / --gpus and `mpi` has the job start its ranks
     # with srun itself (discover.training.launch); on one machine torch.distributed.run does.
@@ -412,6 +423,7 @@ rule train_composition:
         tasks=lambda wc: PLAN.composition_processes(wc.model),
         tasks_per_gpu=lambda wc: 1 if PLAN.composition_gpus(wc.model) else 0,
         mpi=lambda wc: "srun" if PLAN.composition_processes(wc.model) > 1 else "",
+        cpus_per_task=lambda wc: PLAN.composition_cpus_per_task(wc.model),
     params:
         spec=lambda wc: PLAN.composition_trainer_spec(wc.model),
         prior=lambda wc: str(PLAN.prior_dir(wc.model)),
@@ -426,33 +438,39 @@ rule train_composition:
     message:
         "Training {wildcards.model} with composition at λ_R={wildcards.rate}"
     run:
-        from discover.stages.training import train_composition_rate
+        from discover.stages.training import run_trainer
+        from discover.training.launch import run_composition
 
-        train_composition_rate(
-            {
-                "codec_path": output.model,
-                "control_dir": output.control,
-                "meta_path": output.meta,
-                "spec": params.spec,
-                "lambda_r": float(wildcards.rate),
-                "prior": params.prior,
-                "model_id": wildcards.model,
-                "cache": params.cache,
-                "codec_init": input.codec_init[0] if input.codec_init else None,
-                "seed": params.seed,
-                "checkpoint_dir": params.checkpoints,
-                "log_csv": output.losses,
-            },
-            processes=params.processes,
-            nodes=params.nodes,
+        run_trainer(
+            lambda command: run_composition(
+                {
+                    "codec_path": output.model,
+                    "control_dir": output.control,
+                    "meta_path": output.meta,
+                    "spec": params.spec,
+                    "lambda_r": float(wildcards.rate),
+                    "prior": params.prior,
+                    "model_id": wildcards.model,
+                    "cache": params.cache,
+                    "codec_init": input.codec_init[0] if input.codec_init else None,
+                    "seed": params.seed,
+                    "checkpoint_dir": params.checkpoints,
+                    "log_csv": output.losses,
+                },
+                command=command,
+                manifest=input.manifest,
+                data_spec=params.data,
+                processes=params.processes,
+                nodes=params.nodes,
+                threads=threads,
+                job_file=f"{params.checkpoints}.job.json",
+                log_file=log[0],
+            ),
             rule=rule,
             target=output.model,
             threads=threads,
             log=log,
             basedir=workflow.basedir,
-            manifest=input.manifest,
-            data_spec=params.data,
-            job_file=f"{params.checkpoints}.job.json",
         )
 
 

@@ -23,9 +23,11 @@ import pytest
 import torch
 import torchvision
 import yaml
+from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from discover.plan import snakemake_command
+from discover.weights import HubSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -483,3 +485,55 @@ def control_dir(prior_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("control") / "r1"
     control.save_pretrained(path)
     return path
+
+
+def _training_images(folder, sizes, seed):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        # smooth content (a codec can learn it in a few steps), not noise
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = rng.uniform(0, 255, 3)
+        img = (base + 60 * np.sin(xx[..., None] / rng.uniform(5, 20) + yy[..., None] / 9)).clip(
+            0, 255
+        )
+        path = folder / f"img{i}.png"
+        Image.fromarray(img.astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def training_sources(prior_dir, tmp_path_factory):
+    """Training images as the full-size path reads them: two folders (one corrupt PNG) and a
+    list file; the tiny SD-layout prior as a Hub snapshot in a weights cache; a tiny ELIC
+    checkpoint (CompressAI's Elic2022Official layout)."""
+    from compressai.models import Elic2022Official
+
+    root = tmp_path_factory.mktemp("sources")
+    a = _training_images(root / "a", [(96, 80), (128, 96), (70, 64)], 1)
+    b = _training_images(root / "b" / "nested", [(100, 100), (64, 128)], 2)
+    corrupt = root / "b" / "broken.png"
+    corrupt.write_bytes(a[0].read_bytes()[:120])  # a PNG cut inside its first chunk
+    listed = _training_images(root / "lists" / "files", [(90, 90), (120, 70)], 3)
+    lst = root / "lists" / "train.txt"
+    lst.write_text("".join(f"files/{p.name}\n" for p in listed))
+    # the tiny SD-layout prior as a Hub snapshot in a weights cache
+    cache = root / "cache"
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        spec = HubSpec("tiny-org/tiny-sd", name)
+        shutil.copytree(prior_dir / name, cache / spec.snapshot / name)
+        (cache / spec.filename).write_text("{}")
+    torch.manual_seed(0)
+    elic = Elic2022Official(N=32, M=64, groups=[8, 8, 16, 32]).state_dict()
+    torch.save(elic, root / "elic_q1.pth.tar")
+    return {
+        "root": root,
+        "files": sorted(a) + sorted([corrupt, *b]) + listed,
+        "corrupt": corrupt,
+        "list": lst,
+        "cache": cache,
+        "elic": root / "elic_q1.pth.tar",
+        "elic_state": elic,
+    }

@@ -214,11 +214,14 @@ def write_file_lists(root: Path, config: dict, sizes: dict[str, int]) -> None:
 
 
 def write_user_weights(root: Path, config: dict) -> None:
-    """The state dicts the user supplies (ELIC, DISCOVER), as empty files."""
-    for entry in config["codecs"].values():
-        for path in (entry.get("weights") or {}).values():
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).touch()
+    """The state dicts the user supplies (the ELIC codec's, which DISCOVER's training also
+    starts from), as empty files."""
+    paths = [p for e in config["codecs"].values() for p in (e.get("weights") or {}).values()]
+    for entry in config["composition_training"].values():
+        paths += list((entry.get("elic_weights") or {}).values())
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).touch()
 
 
 def fill_weights_cache(root: Path, config: dict, names) -> None:
@@ -297,6 +300,7 @@ def expected_jobs(config: dict, sizes: dict[str, int]) -> dict[str, int]:
         "ground_shard": sum(shards[TASK_DATASET[t]] for t in TASK_DATASET),
         "merge_annotations": 1,  # COCO
         "visual_grid": len(config["visual_grid"]["datasets"]),
+        "training_loss_plot": 1,  # the trained DISCOVER's loss curves (composition_training)
         "latent_figure": 4,  # every dataset has a DISCOVER codec with composition
         "ablation_plot": len(TASK_DATASET),  # every task has a DISCOVER stream and ELIC
         "all": 1,
@@ -359,4 +363,14 @@ def test_dry_run_of_a_reduced_copy_plans_the_protocols_jobs(tmp_path, monkeypatc
     stats = proc.stdout.split("Job stats:")[1].split("Reasons:")[0]
     planned = {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
     planned.pop("total")
-    assert planned == expected_jobs(config, REDUCED_SIZES)
+    # DISCOVER's weights are not there yet: the run trains them first, one job per λ_R on the
+    # GPUs and ranks the entry asks for, from one list of the training images
+    training = {"training_manifest": 1, "train_composition": 4}
+    assert planned == {**expected_jobs(config, REDUCED_SIZES), **training}
+    target = "weights-user/discover/r1.pth.tar"
+    proc = snakemake(tmp_path, PAPER_CONFIG, "-n", "--", target, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = re.search(r"rule train_composition:.*?(?=\n\n|$)", proc.stdout, re.S)
+    assert job, proc.stdout[-2000:]
+    for resource in ("gpu=4", "tasks=4", "mpi=srun", "nodes=1"):
+        assert resource in job.group(0), job.group(0)

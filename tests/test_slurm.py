@@ -197,3 +197,45 @@ def test_discover_jobs_ask_for_the_gpu_model_of_their_codec(slurm, tmp_path):
     assert gpu_jobs, jobs
     assert all("gres/gpu:fake=1" in j["tres"] for j in gpu_jobs), gpu_jobs
     assert not any("gres/gpu" in j["tres"] for j in jobs if j not in gpu_jobs), jobs
+
+
+def test_a_training_job_runs_its_ranks_as_tasks_of_one_slurm_job(slurm, training_sources, tmp_path):
+    """The train rule of a 2-process entry through the profile: one SLURM job of 2 tasks
+    (--ntasks=2), inside which srun starts the two ranks (DDP on CPU, gloo); the replicas end
+    identical and the sidecar says 2 processes."""
+    import json
+
+    from .test_training_scale import training_config
+
+    work = tmp_path / "train_ddp"
+    work.mkdir()
+    (work / "profiles").symlink_to(ROOT / "profiles")
+    config = training_config(work, training_sources, 2)
+    before = {r["id"] for r in _sacct_jobs(work)}
+    cmd = snakemake_command(
+        config,
+        "--profile",
+        "profiles/slurm",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+        "--",
+        "w/gen/r1.pth.tar",
+    )
+    proc = _run_bounded(cmd, cwd=work)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    meta = json.loads((work / "w/gen/r1.json").read_text())
+    assert meta["processes"] == 2 and meta["replica_checksums"][0] == meta["replica_checksums"][1]
+    jobs = [j for j in _sacct_jobs(work) if j["id"] not in before]
+    train = [j for j in jobs if "train_composition" in j["comment"]]
+    assert len(train) == 1 and train[0]["state"] == "COMPLETED", jobs
+    steps = subprocess.run(
+        ["sacct", "-j", train[0]["id"], "-P", "-n", "--format", "JobID,NTasks,State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # the job's own step (snakemake) and the srun step of the two ranks
+    ranks = [s for s in steps if s.split("|")[1] == "2"]
+    assert ranks and all(s.split("|")[2] == "COMPLETED" for s in ranks), steps

@@ -12,82 +12,29 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
-from discover.weights import HubSpec
 
 from .conftest import snakemake, tiny_config, write_config
 
 CODEC = {"N": 32, "M": 64, "groups": [8, 8, 16, 32], "blocks": 3}
 
 
-def _images(folder, sizes, seed):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i, (w, h) in enumerate(sizes):
-        # smooth content (a codec can learn it in a few steps), not noise
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = rng.uniform(0, 255, 3)
-        img = (base + 60 * np.sin(xx[..., None] / rng.uniform(5, 20) + yy[..., None] / 9)).clip(
-            0, 255
-        )
-        path = folder / f"img{i}.png"
-        Image.fromarray(img.astype(np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def sources(prior_dir, tmp_path_factory):
-    from compressai.models import Elic2022Official
-
-    root = tmp_path_factory.mktemp("sources")
-    a = _images(root / "a", [(96, 80), (128, 96), (70, 64)], 1)
-    b = _images(root / "b" / "nested", [(100, 100), (64, 128)], 2)
-    corrupt = root / "b" / "broken.png"
-    corrupt.write_bytes(a[0].read_bytes()[:120])  # a PNG cut inside its first chunk
-    listed = _images(root / "lists" / "files", [(90, 90), (120, 70)], 3)
-    lst = root / "lists" / "train.txt"
-    lst.write_text("".join(f"files/{p.name}\n" for p in listed))
-    # the tiny SD-layout prior as a Hub snapshot in a weights cache
-    cache = root / "cache"
-    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
-        spec = HubSpec("tiny-org/tiny-sd", name)
-        shutil.copytree(prior_dir / name, cache / spec.snapshot / name)
-        (cache / spec.filename).write_text("{}")
-    torch.manual_seed(0)
-    elic = Elic2022Official(N=32, M=64, groups=[8, 8, 16, 32]).state_dict()
-    torch.save(elic, root / "elic_q1.pth.tar")
-    return {
-        "root": root,
-        "files": sorted(a) + sorted([corrupt, *b]) + listed,
-        "corrupt": corrupt,
-        "list": lst,
-        "cache": cache,
-        "elic": root / "elic_q1.pth.tar",
-        "elic_state": elic,
-    }
-
-
-def _config(work, sources, processes):
+def training_config(work, training_sources, processes):
     cfg = tiny_config(shard_size=2)
     cfg["datasets"]["scenes"]["num_images"] = 2
-    cfg["weights_cache"] = str(sources["cache"])
+    cfg["weights_cache"] = str(training_sources["cache"])
     cfg["trained_weights_dir"] = str(work / "w")
-    root = sources["root"]
+    root = training_sources["root"]
     cfg["training_data"] = {
         "imgs": {
             "sources": [
                 {"type": "folder", "path": str(root / "a")},
                 {"type": "folder", "path": str(root / "b")},
-                {"type": "list", "path": str(sources["list"])},
+                {"type": "list", "path": str(training_sources["list"])},
             ],
             "max_bad_images": 2,
         }
@@ -97,7 +44,7 @@ def _config(work, sources, processes):
             "prior": "tiny-org/tiny-sd",
             "codec": CODEC,
             "codec_init": "elic",
-            "elic_weights": {1: str(sources["elic"])},
+            "elic_weights": {1: str(training_sources["elic"])},
             "lambdas": [1],
             "steps": 3,
             "stage2_steps": 2,
@@ -125,9 +72,9 @@ def _config(work, sources, processes):
 
 
 @pytest.fixture(scope="module")
-def single(sources, tmp_path_factory):
+def single(training_sources, tmp_path_factory):
     work = tmp_path_factory.mktemp("single")
-    proc = snakemake(work, _config(work, sources, 1), timeout=1500)
+    proc = snakemake(work, training_config(work, training_sources, 1), timeout=1500)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return work
 
@@ -137,33 +84,37 @@ def _losses(work):
         return list(csv.DictReader(fh))
 
 
-def test_the_manifest_lists_the_sources_files_with_their_hashes(single, sources):
+def test_the_manifest_lists_the_training_sources_files_with_their_hashes(single, training_sources):
     with open(single / "w/training-data/imgs.tsv") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    assert [r["path"] for r in rows] == [str(p) for p in sources["files"]]
+    assert [r["path"] for r in rows] == [str(p) for p in training_sources["files"]]
     for r in rows:
         data = open(r["path"], "rb").read()
         assert r["sha256"] == hashlib.sha256(data[: 1 << 20]).hexdigest()
         assert int(r["bytes"]) == len(data)
-    broken = next(r for r in rows if r["path"] == str(sources["corrupt"]))
+    broken = next(r for r in rows if r["path"] == str(training_sources["corrupt"]))
     assert (broken["width"], broken["height"]) == ("96", "80")  # its header reads; the data not
 
 
-def test_stage_one_starts_from_elic_and_the_corrupt_image_is_skipped_and_named(single, sources):
+def test_stage_one_starts_from_elic_and_the_corrupt_image_is_skipped_and_named(
+    single, training_sources
+):
     meta = json.loads((single / "w/gen/r1.json").read_text())
     init = meta["init"]
-    assert init["codec_init"] == "elic" and init["from"] == str(sources["elic"])
-    elic = sources["elic_state"]
+    assert init["codec_init"] == "elic" and init["from"] == str(training_sources["elic"])
+    elic = training_sources["elic_state"]
     g_a = {k for k in elic if k.startswith("g_a.")}
     assert g_a <= set(init["loaded"])  # ELIC's analysis transform, every tensor
     assert any(k.startswith("M.") for k in init["initialised"])  # DISCOVER's own module
     assert any(k.startswith("g_s.13.") for k in init["dropped"])  # ELIC's last decoder layers
     assert meta["prior"] == "tiny-org/tiny-sd" and meta["steps"] == 3
     assert meta["stage2_steps"] == 2 and meta["processes"] == 1
-    assert meta["data"]["bad_images"] == [str(sources["corrupt"])]
-    assert meta["data"]["small_images"] == 0 and meta["data"]["images"] == len(sources["files"])
+    assert meta["data"]["bad_images"] == [str(training_sources["corrupt"])]
+    assert meta["data"]["small_images"] == 0 and meta["data"]["images"] == len(
+        training_sources["files"]
+    )
     log = (single / "results/logs/train_composition/gen/r1.log").read_text()
-    assert f"skipping training image {sources['corrupt']}" in log
+    assert f"skipping training image {training_sources['corrupt']}" in log
     rows = _losses(single)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
     assert [int(r["stage"]) for r in rows] == [1, 1, 1, 2, 2]
@@ -172,7 +123,9 @@ def test_stage_one_starts_from_elic_and_the_corrupt_image_is_skipped_and_named(s
     assert set(rd.codec) == {"gen@human", "gen@detection"} and rd["psnr"].notna().all()
 
 
-def test_two_processes_train_like_one_with_the_same_global_batch(single, sources, tmp_path):
+def test_two_processes_train_like_one_with_the_same_global_batch(
+    single, training_sources, tmp_path
+):
     """DDP on 2 CPU processes (torch.distributed.run, gloo), each with half of the global
     batch of 2: every rank's crops, masks, diffusion noise and timesteps are the slots of the
     1-process run; only the codec's quantisation noise (drawn per forward pass) differs. The
@@ -180,7 +133,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(single, sources
     1-process run's (measured: within 0.3 %)."""
     work = tmp_path / "ddp"
     work.mkdir()
-    proc = snakemake(work, _config(work, sources, 2), "--", "w/gen/r1.pth.tar", timeout=1500)
+    proc = snakemake(
+        work, training_config(work, training_sources, 2), "--", "w/gen/r1.pth.tar", timeout=1500
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     meta = json.loads((work / "w/gen/r1.json").read_text())
     assert meta["processes"] == 2
@@ -196,7 +151,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(single, sources
         assert np.allclose(a, b, rtol=0.02), (key, a, b)
     w1 = torch.load(single / "w/gen/r1.pth.tar", weights_only=True)
     w2 = torch.load(work / "w/gen/r1.pth.tar", weights_only=True)
-    start = sources["elic_state"]
+    start = training_sources["elic_state"]
     for w in (w1, w2):  # both runs moved the ELIC start
         assert any(
             k in start and w[k].shape == start[k].shape and not torch.equal(w[k], start[k])

@@ -269,6 +269,21 @@ class Weights:
             return int(spec["processes"])
         return max(1, self.composition_gpus(model) * self.composition_nodes(model))
 
+    def composition_threads(self, model: str) -> int:
+        """CPUs of one rate point's job: per process one for the training loop and one per
+        DataLoader worker (at least 2: the mini trains on 2 cores)."""
+        workers = int(
+            self.training_data_spec(self.training_pool("composition_training", model)).get(
+                "workers", 0
+            )
+        )
+        return max(2, self.composition_processes(model) * (1 + workers))
+
+    def composition_cpus_per_task(self, model: str) -> int:
+        """SLURM --cpus-per-task of a multi-process job (0: the plugin's default, threads)."""
+        processes = self.composition_processes(model)
+        return self.composition_threads(model) // processes if processes > 1 else 0
+
     def composition_init(self, model: str, rate: str) -> Path | None:
         """The base model's codec at the same λ_R, which stage I starts from with
         ``codec_init: base`` (the default when there is a base); None otherwise (``scratch``:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.errors import DiscoverError
 from discover.io import atomic_path
 
@@ -182,8 +183,6 @@ def _synthetic_entries(
 ) -> list[Entry]:
     """Generated scenes; their sha256 is that of the rendered pixels (``-`` without
     ``hash_pixels``: a pool listed in memory is not rendered twice)."""
-    from discover.datasets.synthetic_scenes import SceneGenerator
-
     num = int(src.get("num_images", 64))
     gen_seed = int(src.get("seed", seed))
     lo, hi = int(src.get("min_size", 256)), int(src.get("max_size", 384))
@@ -285,8 +284,6 @@ def read_manifest(path: str | os.PathLike) -> list[Entry]:
 
 # -- manifest -> crops ------------------------------------------------------------------------
 def _render(path: str) -> np.ndarray:
-    from discover.datasets.synthetic_scenes import SceneGenerator
-
     try:
         split, seed, sizes, objects, index = path[len(SYNTHETIC) :].split(":")
         lo, hi = (int(v) for v in sizes.split("-"))

@@ -114,3 +114,35 @@ def launch(
         )
     meta = Path(kwargs["meta_path"])
     return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def run_composition(
+    kwargs: Mapping[str, Any],
+    *,
+    command: str,
+    manifest: str | os.PathLike,
+    data_spec: Mapping[str, Any],
+    processes: int,
+    nodes: int = 1,
+    threads: int = 1,
+    job_file: str | os.PathLike,
+    log_file: str | os.PathLike | None = None,
+) -> dict:
+    """One rate point of train_composition: in this process, or on ``processes`` ranks."""
+    if processes <= 1:
+        # torch and diffusers: the launcher of a multi-process job does not load them
+        from discover.training.composition import train_composition
+        from discover.training.data import TrainingData
+
+        data = TrainingData.from_manifest(manifest, data_spec)
+        return train_composition(**kwargs, command=command, data=data)
+    data = {"manifest": str(manifest), "spec": dict(data_spec)}
+    return launch(
+        "composition",
+        {**kwargs, "command": command, "data": data},
+        processes=processes,
+        nodes=nodes,
+        threads=threads,
+        job_file=job_file,
+        log_file=log_file,
+    )

@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
     trainer = getattr(importlib.import_module(module), name)
     kwargs = dict(job["kwargs"])
     if kwargs.get("data"):
+        # only a job that names a manifest needs it
         from discover.training.data import TrainingData
 
         data = kwargs["data"]
