@@ -367,10 +367,15 @@ def test_dry_run_of_a_reduced_copy_plans_the_protocols_jobs(tmp_path, monkeypatc
     # GPUs and ranks the entry asks for, from one list of the training images
     training = {"training_manifest": 1, "train_composition": 4}
     assert planned == {**expected_jobs(config, REDUCED_SIZES), **training}
-    target = "weights-user/discover/r1.pth.tar"
+    # trained_weights_dir is relative to the repository (the paper config runs from there)
+    target = str(ROOT / config["trained_weights_dir"] / "discover" / "r1.pth.tar")
     proc = snakemake(tmp_path, PAPER_CONFIG, "-n", "--", target, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    job = re.search(r"rule train_composition:.*?(?=\n\n|$)", proc.stdout, re.S)
-    assert job, proc.stdout[-2000:]
-    for resource in ("gpu=4", "tasks=4", "mpi=srun", "nodes=1"):
-        assert resource in job.group(0), job.group(0)
+    assert "Training discover with composition at λ_R=1" in proc.stdout, proc.stdout[-2000:]
+    # what the job asks SLURM for: 4 GPUs, 4 ranks (one per GPU, started with srun), one CPU
+    # for the loop and one per DataLoader worker (8) per rank
+    plan = Plan(config)
+    assert plan.composition_gpus("discover") == 4 and plan.composition_nodes("discover") == 1
+    assert plan.composition_processes("discover") == 4
+    assert plan.composition_threads("discover") == 36
+    assert plan.composition_cpus_per_task("discover") == 9
