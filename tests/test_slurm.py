@@ -71,8 +71,8 @@ def _run_bounded(cmd: list[str], cwd) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def _run_on_slurm(config, work) -> subprocess.CompletedProcess:
-    """The DAG of ``config`` through profiles/slurm, from ``work``."""
+def _run_on_slurm(config, work, *targets: str) -> subprocess.CompletedProcess:
+    """The DAG of ``config`` (or only ``targets``) through profiles/slurm, from ``work``."""
     cmd = snakemake_command(
         config,
         "--profile",
@@ -81,6 +81,7 @@ def _run_on_slurm(config, work) -> subprocess.CompletedProcess:
         "2",
         "--seconds-between-status-checks",
         "2",
+        *(["--", *targets] if targets else []),
     )
     return _run_bounded(cmd, cwd=work)
 
@@ -212,18 +213,7 @@ def test_a_training_job_runs_its_ranks_as_tasks_of_one_slurm_job(slurm, training
     (work / "profiles").symlink_to(ROOT / "profiles")
     config = training_config(work, training_sources, 2)
     before = {r["id"] for r in _sacct_jobs(work)}
-    cmd = snakemake_command(
-        config,
-        "--profile",
-        "profiles/slurm",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--seconds-between-status-checks",
-        "2",
-        "--",
-        "w/gen/r1.pth.tar",
-    )
-    proc = _run_bounded(cmd, cwd=work)
+    proc = _run_on_slurm(config, work, "w/gen/r1.pth.tar")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     meta = json.loads((work / "w/gen/r1.json").read_text())
     assert meta["processes"] == 2 and meta["replica_checksums"][0] == meta["replica_checksums"][1]
