@@ -10,6 +10,15 @@ reduced to its Pareto front before the bjontegaard package sees it: sorted by ra
 kept only if its quality is above that of every cheaper point of the same curve (the same idea as
 libvmaf's BD-rate, which keeps the rate-quality convex hull). The dropped points are named in the
 result's note; ``envelope="none"`` rejects a non-monotone curve instead.
+
+Overlap. Each result carries the curves' overlap as the bjontegaard package defines it (the
+length of the common interval over the length of the union): along quality for BD-rate, along
+log10 rate for BD-metric. The package warns below 0.75; here the value is returned and the
+caller decides (the pipeline flags cells below ``bd.flags.min_overlap``).
+
+Bootstrap. :func:`resample_counts` draws image multiplicities (the same resampled image set for
+anchor and test at every rate point, so pairs stay paired), :func:`bd_bootstrap` turns the
+resampled curves into percentile intervals of BD-rate and BD-metric.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ import bjontegaard
 import numpy as np
 
 from discover.errors import MetricInputError
+from discover.resampling import resample_counts
+
+__all__ = ["BDInterval", "BDResult", "bd", "bd_bootstrap", "check_curve", "resample_counts"]
 
 METHODS = ("pchip", "cubic", "akima")
 ENVELOPES = ("none", "pareto")
@@ -32,6 +44,18 @@ class BDResult:
     bd_metric: float
     method: str
     note: str = ""
+    #: overlap of the curves along quality (BD-rate's integration axis), in [0, 1]
+    overlap_quality: float = float("nan")
+    #: overlap along log10 rate (BD-metric's integration axis), in [0, 1]
+    overlap_rate: float = float("nan")
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """The bjontegaard package's overlap of two curves along one axis: common interval over
+    union interval (0 when disjoint)."""
+    union = max(a.max(), b.max()) - min(a.min(), b.min())
+    common = min(a.max(), b.max()) - max(a.min(), b.min())
+    return float(max(common, 0.0) / union) if union > 0 else 1.0
 
 
 def pareto_front(rate: np.ndarray, metric: np.ndarray) -> np.ndarray:
@@ -133,8 +157,10 @@ def bd(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rate = bjontegaard.bd_rate(ar, am, tr, tm, method=method, require_matching_points=False)
-        quality = bjontegaard.bd_psnr(ar, am, tr, tm, method=method, require_matching_points=False)
+        # min_overlap=0: the overlap is returned (overlap_quality / overlap_rate), not warned of
+        kw = {"method": method, "require_matching_points": False, "min_overlap": 0}
+        rate = bjontegaard.bd_rate(ar, am, tr, tm, **kw)
+        quality = bjontegaard.bd_psnr(ar, am, tr, tm, **kw)
     if np.isnan(rate):
         lo_a, hi_a = sorted((am[0] / sign, am[-1] / sign))
         lo_t, hi_t = sorted((tm[0] / sign, tm[-1] / sign))
@@ -144,4 +170,73 @@ def bd(
         )
     messages = sorted({str(w.message) for w in caught})
     note = "; ".join(n for n in (anchor_note, test_note, *messages) if n)
-    return BDResult(float(rate), sign * float(quality), method, note)
+    return BDResult(
+        float(rate),
+        sign * float(quality),
+        method,
+        note,
+        overlap_quality=overlap(am, tm),
+        overlap_rate=overlap(np.log10(ar), np.log10(tr)),
+    )
+
+
+@dataclass(frozen=True)
+class BDInterval:
+    """Percentile bootstrap interval of one BD cell."""
+
+    level: float
+    bd_rate_lo: float
+    bd_rate_hi: float
+    bd_metric_lo: float
+    bd_metric_hi: float
+    #: resamples that gave a BD value / that did not (curves not monotone or disjoint there)
+    resamples: int
+    failed: int
+    #: of the ``resamples``, those whose curves did not overlap in rate (no BD-metric)
+    metric_failed: int = 0
+
+
+def bd_bootstrap(
+    anchor_rate,
+    anchor_metric,
+    test_rate,
+    test_metric,
+    *,
+    level: float = 0.95,
+    **bd_kwargs,
+) -> BDInterval:
+    """Percentile interval of BD-rate and BD-metric over bootstrap resamples.
+
+    Each argument is (B, points): the curve as recomputed on resample b (rates and quality of
+    the same resampled image set for anchor and test). Resample b's BD is :func:`bd` on row b
+    with ``bd_kwargs`` (method, envelope, ...); a resample whose curves give no BD value (not
+    monotone there, disjoint) is counted in ``failed`` and left out of the interval."""
+    arrays = [np.atleast_2d(np.asarray(x, dtype=float)) for x in (anchor_rate, anchor_metric)]
+    tests = [np.atleast_2d(np.asarray(x, dtype=float)) for x in (test_rate, test_metric)]
+    b = arrays[0].shape[0]
+    if any(x.shape[0] != b for x in (*arrays, *tests)):
+        raise MetricInputError("bootstrap curves of anchor and test need the same resamples")
+    rates, metrics, failed = [], [], 0
+    for k in range(b):
+        try:
+            r = bd(arrays[0][k], arrays[1][k], tests[0][k], tests[1][k], **bd_kwargs)
+        except MetricInputError:
+            failed += 1
+            continue
+        rates.append(r.bd_rate)
+        # BD-metric needs overlapping rates: a resample can give BD-rate without it
+        if np.isfinite(r.bd_metric):
+            metrics.append(r.bd_metric)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    lo_r, hi_r = np.percentile(rates, q) if rates else (np.nan, np.nan)
+    lo_m, hi_m = np.percentile(metrics, q) if metrics else (np.nan, np.nan)
+    return BDInterval(
+        level,
+        float(lo_r),
+        float(hi_r),
+        float(lo_m),
+        float(hi_m),
+        len(rates),
+        failed,
+        metric_failed=len(rates) - len(metrics),
+    )

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from discover.bd import bd
+from discover.bd import bd, bd_bootstrap, resample_counts
 from discover.codecs import get_codec
-from discover.config import load_config
+from discover.config import fill_defaults, load_config, load_schema
 from discover.errors import DiscoverError
 from discover.io import atomic_path, write_bytes_atomic
 from discover.plan import Plan
+from discover.stages.bootstrap import Resampler, read_row_samples
 
 
 def _read_curve(path: str, metric: str) -> tuple[pd.Series, pd.Series]:
@@ -36,27 +37,74 @@ def _read_curve(path: str, metric: str) -> tuple[pd.Series, pd.Series]:
         raise DiscoverError(f"{path}: non-numeric values in 'bpp' or {metric!r}: {exc}") from exc
 
 
+def bd_defaults() -> dict:
+    """The config's ``bd`` section as the schema fills it in: the CLI and the pipeline share
+    their defaults."""
+    section: dict = {}
+    fill_defaults(section, load_schema()["properties"]["bd"])
+    return section
+
+
 def cmd_bd(args: argparse.Namespace) -> int:
 
+    defaults = bd_defaults()
     ar, am = _read_curve(args.anchor, args.metric)
     tr, tm = _read_curve(args.test, args.metric)
-    r = bd(
-        ar,
-        am,
-        tr,
-        tm,
-        method=args.method,
-        anchor_name=args.anchor,
-        test_name=args.test,
-        higher_is_better=not args.lower_is_better,
-        envelope=args.envelope,
-    )
-    print(f"method: {r.method}")
+    kw = {
+        "method": args.method or defaults["method"],
+        "anchor_name": args.anchor,
+        "test_name": args.test,
+        "higher_is_better": not args.lower_is_better,
+        "envelope": args.envelope or defaults["envelope"],
+        "min_points": defaults["min_points"],
+        "min_front_points": defaults["min_front_points"],
+    }
+    r = bd(ar, am, tr, tm, **kw)
+    min_overlap = defaults["flags"]["min_overlap"]
+    print(f"method: {r.method}   envelope: {kw['envelope']}")
     print(f"BD-rate: {r.bd_rate:.4f} %")
     print(f"BD-{args.metric}: {r.bd_metric:.6f}")
+    for what, value in (("quality", r.overlap_quality), ("log-rate", r.overlap_rate)):
+        warn = f"  (below {min_overlap:.0%}: the value cannot hold)" if value < min_overlap else ""
+        print(f"overlap along {what}: {value:.0%}{warn}")
     if r.note:
         print(f"note: {r.note}")
+    if args.anchor_per_image or args.test_per_image:
+        if not (args.anchor_per_image and args.test_per_image):
+            raise DiscoverError("an interval needs both --anchor-per-image and --test-per-image")
+        print(_bd_interval(args, kw, defaults))
     return 0
+
+
+def _bd_interval(args: argparse.Namespace, kw: dict, defaults: dict) -> str:
+    """The bootstrap interval line of ``discover bd`` from two per-image CSVs."""
+    boot = defaults["bootstrap"]
+    resamples = boot["resamples"] if args.resamples is None else args.resamples
+    seed = boot["seed"] if args.seed is None else args.seed
+    level = boot["level"] if args.level is None else args.level
+    ids = []
+    for path in (args.anchor_per_image, args.test_per_image):
+        if not Path(path).is_file():
+            raise DiscoverError(f"{path}: no such file")
+        ids.append(set(pd.read_csv(path, dtype={"id": str}, usecols=["id"])["id"]))
+    if ids[0] != ids[1]:
+        raise DiscoverError(
+            f"{args.anchor_per_image} and {args.test_per_image} hold different images "
+            f"(e.g. {sorted(ids[0] ^ ids[1])[0]!r}): a paired bootstrap needs the same ones"
+        )
+    images = sorted(ids[0])
+    rows = [read_row_samples(p, images, p) for p in (args.anchor_per_image, args.test_per_image)]
+    resampler = Resampler(resample_counts(len(images), resamples, seed))
+    curves = []
+    for s in rows:
+        curves += [resampler.bpp(s), resampler.curve(s, args.metric)]
+    i = bd_bootstrap(*curves, level=level, **kw)
+    line = (
+        f"{level:.0%} interval ({i.resamples} of {resamples} resamples of {len(images)} images, "
+        f"seed {seed}): BD-rate [{i.bd_rate_lo:.4f}, {i.bd_rate_hi:.4f}] %, "
+        f"BD-{args.metric} [{i.bd_metric_lo:.6f}, {i.bd_metric_hi:.6f}]"
+    )
+    return line
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -202,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchor", required=True, help="RD CSV of the anchor (columns bpp, METRIC)")
     p.add_argument("--test", required=True, help="RD CSV of the tested codec")
     p.add_argument("--metric", default="psnr", help="quality column (default psnr)")
-    p.add_argument("--method", default="pchip", choices=["pchip", "cubic", "akima"])
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=["pchip", "cubic", "akima"],
+        help="interpolation (default: the pipeline's, bd.method: pchip)",
+    )
     p.add_argument(
         "--lower-is-better",
         action="store_true",
@@ -210,11 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--envelope",
-        default="none",
+        default=None,
         choices=["none", "pareto"],
-        help="pareto: drop points below a cheaper point of the same curve first (the pipeline's "
-        "default, bd.envelope); none: a non-monotone curve is an error",
+        help="pareto (the pipeline's default, bd.envelope): drop points below a cheaper point "
+        "of the same curve first; none: a non-monotone curve is an error",
     )
+    p.add_argument(
+        "--anchor-per-image",
+        help="the anchor's per-image CSV (results/metrics/<dataset>/<codec>/per_image.csv): "
+        "with --test-per-image, prints the bootstrap interval over images",
+    )
+    p.add_argument("--test-per-image", help="the tested codec's per-image CSV")
+    p.add_argument("--resamples", type=int, help="bootstrap resamples (default bd.bootstrap)")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default bd.bootstrap.seed)")
+    p.add_argument("--level", type=float, help="interval level (default 0.95)")
     p.set_defaults(func=cmd_bd)
 
     p = sub.add_parser("info", help="summarise a config: datasets, codecs, job counts")

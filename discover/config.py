@@ -47,7 +47,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where}: {error.message}"
 
 
-def _fill_defaults(instance: Any, schema: Mapping) -> None:
+def fill_defaults(instance: Any, schema: Mapping) -> None:
     """Fill ``default`` values of plain ``properties`` (recursively, not inside if/then)."""
     if not isinstance(instance, dict):
         return
@@ -57,7 +57,7 @@ def _fill_defaults(instance: Any, schema: Mapping) -> None:
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
-            _fill_defaults(instance[key], sub)
+            fill_defaults(instance[key], sub)
 
 
 def validate_config(config: Mapping, schema: Mapping | None = None) -> dict:
@@ -76,7 +76,7 @@ def validate_config(config: Mapping, schema: Mapping | None = None) -> dict:
         error = jsonschema.exceptions.best_match(leaves) if leaves else best
         raise ConfigError(_describe(error))
     config = copy.deepcopy(dict(config))
-    _fill_defaults(config, schema)
+    fill_defaults(config, schema)
     _check_references(config)
     return config
 

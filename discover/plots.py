@@ -53,9 +53,11 @@ def rd_plot(
     title: str,
     anchor: str | None = None,
     reference: float | None = None,
+    warning: str | None = None,
 ) -> dict[str, Box]:
     """One curve per codec, bpp on x; the anchor thicker, published curves dashed;
-    ``reference`` (the uncompressed images' score) a dotted horizontal line.
+    ``reference`` (the uncompressed images' score) a dotted horizontal line; ``warning`` (why
+    the values cannot hold) in red under the title.
 
     The legend sits right of the axes, outside them, and the figure is widened by its width:
     it never covers a curve, however many there are. Returns the pixel boxes of the axes and
@@ -80,6 +82,12 @@ def rd_plot(
     ax.set_xlabel("bpp (all bits / all pixels)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric.replace("_", " ")))
     ax.set_title(title)
+    if warning:
+        import textwrap
+
+        ax.set_title(
+            title + "\n" + textwrap.fill(f"⚠ {warning}", 70), color="firebrick", fontsize=9
+        )
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     legend = fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)

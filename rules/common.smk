@@ -126,6 +126,20 @@ def fid_kid_inputs(wildcards):
     return inputs
 
 
+def bd_table_inputs(wildcards):
+    """rd.csv, and the per-sample files of every measured row for the bootstrap."""
+    inputs = {"rd": f"{OUT}/tables/{wildcards.dataset}/rd.csv", "samples": []}
+    for spec in PLAN.bootstrap_samples(wildcards.dataset).values():
+        inputs["samples"].append(spec["per_image"])
+        inputs["samples"] += list(spec["tasks"].values())
+        if spec["features"]:
+            inputs["samples"].append(spec["features"])
+    inputs["samples"] += list(
+        PLAN.bootstrap_reference_features(wildcards.dataset).values()
+    )
+    return inputs
+
+
 def dataset_rd_csvs(wildcards):
     return [
         f"{OUT}/tables/{wildcards.dataset}/rd/{row}.csv"

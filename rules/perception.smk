@@ -34,7 +34,9 @@ rule fid_kid:
     input:
         unpack(fid_kid_inputs),
     output:
-        f"{OUT}/metrics/{{dataset}}/fid/{{row}}.csv",
+        csv=f"{OUT}/metrics/{{dataset}}/fid/{{row}}.csv",
+        # the decoded features, for the BD table's bootstrap (bd.bootstrap)
+        features=f"{OUT}/metrics/{{dataset}}/fid/{{row}}.features.npz",
     log:
         f"{OUT}/logs/fid_kid/{{dataset}}/{{row}}.log",
     benchmark:
@@ -53,6 +55,7 @@ rule fid_kid:
         protocol=lambda wc: PLAN.fid_protocol(wc.dataset),
         rates=lambda wc: PLAN.rates(wc.row),
         features=PLAN.fid_feature_sets,
+        keep_features=PLAN.bootstrap_on,
     message:
         "FID/KID of {wildcards.row} on {wildcards.dataset}"
     script:

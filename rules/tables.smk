@@ -24,6 +24,7 @@ rule aggregate_rd:
         shards_by_rate=lambda wc: PLAN.row_metric_csvs(wc.dataset, wc.codec),
         config=PLAN.metric_job_config(),
         metric_status=PLAN.metric_status_of(),
+        flags=config["bd"]["flags"],
     message:
         "RD points of {wildcards.codec} on {wildcards.dataset}"
     script:
@@ -67,6 +68,7 @@ rule combine_rd:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "RD points"},
         ),
+        notes=f"{OUT}/tables/{{dataset}}/rd.notes.csv",
     log:
         f"{OUT}/logs/combine_rd/{{dataset}}.log",
     benchmark:
@@ -77,6 +79,8 @@ rule combine_rd:
     resources:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
+    params:
+        metric_status=PLAN.metric_status,
     message:
         "RD table of {wildcards.dataset}"
     script:
@@ -85,7 +89,7 @@ rule combine_rd:
 
 rule bd_table:
     input:
-        f"{OUT}/tables/{{dataset}}/rd.csv",
+        unpack(bd_table_inputs),
     output:
         report(
             f"{OUT}/tables/{{dataset}}/bd.csv",
@@ -109,6 +113,8 @@ rule bd_table:
         bd=config["bd"],
         metrics=lambda wc: PLAN.table_metrics(wc.dataset),
         metric_status=PLAN.metric_status,
+        samples=lambda wc: PLAN.bootstrap_samples(wc.dataset),
+        reference_features=lambda wc: PLAN.bootstrap_reference_features(wc.dataset),
     message:
         "BD table of {wildcards.dataset} against {params.anchor}"
     script:

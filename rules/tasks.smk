@@ -39,7 +39,9 @@ rule task_eval:
     input:
         unpack(task_eval_inputs),
     output:
-        f"{OUT}/metrics/{{dataset}}/tasks/{{task}}/{{row}}.csv",
+        csv=f"{OUT}/metrics/{{dataset}}/tasks/{{task}}/{{row}}.csv",
+        # per-image matches / hits, for the BD table's bootstrap (bd.bootstrap)
+        samples=directory(f"{OUT}/metrics/{{dataset}}/tasks/{{task}}/{{row}}.samples"),
     log:
         f"{OUT}/logs/task_eval/{{dataset}}/{{task}}/{{row}}.log",
     benchmark:
@@ -56,6 +58,7 @@ rule task_eval:
     params:
         config=lambda wc: PLAN.task_job_config(wc.task),
         rates=lambda wc: PLAN.task_rates(wc.row),
+        bootstrap=lambda wc: wc.row != "reference" and PLAN.bootstrap_on,
     message:
         "{wildcards.task} metrics of {wildcards.row} on {wildcards.dataset}"
     script:

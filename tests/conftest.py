@@ -57,7 +57,8 @@ def tiny_config(out: str = "results", **overrides) -> dict:
         },
         "anchor": "hevc",
         "metrics": ["psnr", "msssim"],
-        "bd": {"method": "pchip", "min_points": 4},
+        # 50 resamples: the tests check the intervals are there and right, not their precision
+        "bd": {"method": "pchip", "min_points": 4, "bootstrap": {"resamples": 50}},
     }
     cfg.update(overrides)
     return cfg
@@ -239,7 +240,14 @@ RD_NOT_METRICS = {
     "published",
     "source",
     "notes",
+    "flags",
 }
+
+
+def rd_metric_columns(rd: pd.DataFrame) -> list[str]:
+    """The metric columns of an rd.csv (not its bookkeeping, not the ``n_<metric>`` sample
+    counts)."""
+    return [c for c in rd.columns if c not in RD_NOT_METRICS and not c.startswith("n_")]
 
 
 def lower_is_better(metric: str) -> bool:
@@ -288,11 +296,12 @@ def check_bd_table(work: Path, dataset: str) -> int:
     BD values of codecs other than the anchor."""
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     settings = {**bd_defaults(), **(cfg.get("bd") or {})}
+    resamples = int((settings.get("bootstrap") or {}).get("resamples", 1000))
     tables = work / cfg["output_dir"] / "tables" / dataset
     rd = pd.read_csv(tables / "rd.csv", dtype={"rate": str})
     bd = pd.read_csv(tables / "bd.csv", keep_default_na=False, na_values=[""])
     anchor = cfg["anchor"]
-    metrics = [c for c in rd.columns if c not in RD_NOT_METRICS]
+    metrics = rd_metric_columns(rd)
     pairs = list(zip(bd["codec"], bd["metric"], strict=True))
     assert len(pairs) == len(set(pairs)), f"{tables / 'bd.csv'}: a codec/metric pair twice"
     want = {(c, m) for c in rd["codec"].unique() for m in metrics}
@@ -333,6 +342,21 @@ def check_bd_table(work: Path, dataset: str) -> int:
         assert got == (pytest.approx(rate, abs=1e-6), pytest.approx(metric, abs=1e-6)), (
             f"{where}: bd.csv {got}, bjontegaard ({rate}, {metric})"
         )
+        # its sample count is the fewest of the curves' points, its overlaps bjontegaard's
+        n_column = f"n_{row.metric}"
+        if n_column in rd:
+            fewest = pd.concat([a[n_column], t[n_column]]).min()
+            assert row.samples == fewest, f"{where}: samples {row.samples}, rd.csv {fewest}"
+        common = min(aq.max(), tq.max()) - max(aq.min(), tq.min())
+        union = max(aq.max(), tq.max()) - min(aq.min(), tq.min())
+        assert row.overlap_quality == pytest.approx(max(common, 0) / union, abs=1e-9), where
+        # a measured row (per-image values kept) has its bootstrap interval
+        measured = not bool(t["published"].iloc[0]) and not bool(a["published"].iloc[0])
+        if resamples > 0 and measured:
+            done = row.resamples + row.resamples_failed
+            assert done == resamples, f"{where}: {done} resamples, the config says {resamples}"
+            if row.resamples > 0:
+                assert row.bd_rate_lo <= row.bd_rate_hi, where
         finite += 1
     return finite
 

@@ -156,7 +156,8 @@ def test_cli_bd_malformed_input_exits_nonzero(tmp_path, capsys, case, needle):
         t = _write(tmp_path / "t.csv", [0.1, 0.2, 0.4], [30, 31, 33])
     else:
         t = str(tmp_path / "absent.csv")
-    assert main(["bd", "--anchor", a, "--test", t]) == 2
+    # --envelope none: the pipeline's default (pareto) would take the non-monotone curve's front
+    assert main(["bd", "--anchor", a, "--test", t, "--envelope", "none"]) == 2
     err = capsys.readouterr().err
     assert needle in err and "error" in err
 
@@ -225,8 +226,11 @@ def test_cli_bd_envelope_option(tmp_path, capsys):
     t = _write(tmp_path / "t.csv", TOP1_RATE, TOP1)
     assert main(["bd", "--anchor", a, "--test", t, "--envelope", "pareto"]) == 0
     assert "points off the Pareto front dropped" in capsys.readouterr().out
-    assert main(["bd", "--anchor", a, "--test", t]) == 2
+    assert main(["bd", "--anchor", a, "--test", t, "--envelope", "none"]) == 2
     assert "not monotone" in capsys.readouterr().err
+    # without the option: the pipeline's default (bd.envelope: pareto), the same number
+    assert main(["bd", "--anchor", a, "--test", t]) == 0
+    assert "envelope: pareto" in capsys.readouterr().out
 
 
 def test_min_front_points_counts_the_points_left_on_the_front():

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "weights",
             "checkpoints",
             "bd",
+            "resampling",
             "shards",
             "rule_context",
         ),

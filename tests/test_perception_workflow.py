@@ -75,9 +75,14 @@ def test_missing_weights_are_reported_not_computed_and_the_dag_finishes(percepti
         assert rd[column].isna().all()
     vgg = torchvision_weight("vgg16")
     inception = "clean-fid/inception-2015-12-05 (inception-2015-12-05.pt)"
-    notes = rd["notes"].iloc[0]
-    assert f"DISTS {_fix(f'{vgg.name} ({vgg.filename})')}" in notes
-    assert f"FID {_fix(inception)}" in notes and f"KID {_fix(inception)}" in notes
+    # why they are not computed: once per cause (FID and KID share Inception), not per row
+    assert "notes" not in rd
+    notes = pd.read_csv(work / "results/tables/scenes/rd.notes.csv")
+    causes = dict(zip(notes["note"], notes["metrics"], strict=True))
+    assert causes == {_fix(f"{vgg.name} ({vgg.filename})"): "dists", _fix(inception): "fid kid"}
+    # every metric has its sample count next to it
+    assert (rd["n_lpips"] == rd["images"]).all()
+    assert (rd["n_fid_demo"] > 0).all()
 
     bd = pd.read_csv(work / "results/tables/scenes/bd.csv")
     assert set(bd[bd.metric == "fid"]["note"]) == {_fix(inception)}

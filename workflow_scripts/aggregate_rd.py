@@ -14,4 +14,5 @@ with rule_context(smk):
         fid_csv=smk.input.get("fid"),
         task_csvs=list(smk.input.get("tasks", [])),
         metric_status=smk.params.metric_status,
+        flags=smk.params.flags,
     )

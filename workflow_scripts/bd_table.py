@@ -4,11 +4,13 @@ from discover.stages.tables import bd_table
 smk = snakemake
 with rule_context(smk):
     bd_table(
-        smk.input[0],
+        smk.input.rd,
         smk.output[0],
         dataset=smk.wildcards.dataset,
         anchor=smk.params.anchor,
         metrics=smk.params.metrics,
         bd_settings=smk.params.bd,
         metric_status=smk.params.metric_status,
+        samples=smk.params.samples,
+        reference_features=smk.params.reference_features,
     )

@@ -15,6 +15,8 @@ with rule_context(smk):
         list(smk.input.reference),
         decoded,
         dict(zip(smk.params.features, smk.input.features, strict=True)),
-        smk.output[0],
+        smk.output.csv,
         demo_model=smk.input.get("model"),
+        features_npz=smk.output.features,
+        keep_features=smk.params.keep_features,
     )

@@ -15,5 +15,7 @@ with rule_context(smk):
         smk.wildcards.task,
         list(smk.input.reference),
         predictions,
-        smk.output[0],
+        smk.output.csv,
+        samples_dir=smk.output.samples,
+        bootstrap=smk.params.bootstrap,
     )

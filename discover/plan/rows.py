@@ -284,6 +284,43 @@ class Rows(Catalog):
         return None
 
     @property
+    def bootstrap_on(self) -> bool:
+        """Whether BD cells get bootstrap intervals (``bd.bootstrap.resamples`` > 0)."""
+        return int(self.config["bd"]["bootstrap"]["resamples"]) > 0
+
+    def bootstrap_samples(self, dataset: str) -> dict[str, dict]:
+        """What the BD table's bootstrap (``bd.bootstrap``) reads per measured row of a
+        dataset: its ``per_image`` CSV, per evaluated task its ``tasks`` samples folder, and
+        its FID/KID ``features``; empty when the bootstrap is off."""
+        if not self.bootstrap_on:
+            return {}
+        out = {}
+        for row in self.table_rows(dataset):
+            if row.split("@")[0] not in self.measured_codecs:
+                continue
+            out[row] = {
+                "per_image": f"{self.out}/metrics/{dataset}/{row}/per_image.csv",
+                "tasks": {
+                    t: f"{self.out}/metrics/{dataset}/tasks/{t}/{row}.samples"
+                    for t in self.tasks_for_row(dataset, row)
+                },
+                "features": (
+                    f"{self.out}/metrics/{dataset}/fid/{row}.features.npz"
+                    if self.fid_feature_sets
+                    else None
+                ),
+            }
+        return out
+
+    def bootstrap_reference_features(self, dataset: str) -> dict[str, str]:
+        """Feature set -> the reference features the FID/KID bootstrap resamples."""
+        if not self.bootstrap_samples(dataset):
+            return {}
+        return {
+            f: f"{self.out}/metrics/{dataset}/fid/reference.{f}.npy" for f in self.fid_feature_sets
+        }
+
+    @property
     def measured_rows(self) -> list[str]:
         rows = {r for d in self.datasets for r in self.table_rows(d)}
         return sorted(r for r in rows if r.split("@")[0] in self.measured_codecs)

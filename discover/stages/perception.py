@@ -8,11 +8,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from discover.io import atomic_path, write_text_atomic
 from discover.metrics.catalog import metric_columns, metric_info
-from discover.stages.common import markdown_table
+from discover.stages.common import (
+    Footnotes,
+    bd_cell,
+    markdown_table,
+    row_flags,
+    sample_column,
+    value_cell,
+)
 
 log = logging.getLogger("discover")
 
@@ -43,9 +51,13 @@ def perception_tables(
             return status[metric]
         return "" if pd.isna(value) else f"{value:.{digits}f}"
 
-    rows = []
+    rows, md_rows = [], []
+    notes = Footnotes()
+    for m in sorted(set(status) & set(human)):  # the same reason for several metrics: one note
+        notes.cite(f"{metric_info(m).label} {status[m]}")
     for codec, t in bd.groupby("codec", sort=False):
         row = {"row": codec, "label": t["label"].iloc[0]}
+        md_row = dict(row)
         for m in human:
             hit = t[t["metric"] == m]
             label = metric_info(m).label
@@ -53,40 +65,73 @@ def perception_tables(
             rate = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
             row[f"BD-{label}"] = cell(value, m, 4)
             row[f"BD-rate {label} (%)"] = cell(rate, m, 2)
+            for which, key, digits in (
+                ("metric", f"BD-{label}", 4),
+                ("rate", f"BD-rate {label} (%)", 2),
+            ):
+                if m in status:
+                    md_row[key] = f"not computed [{notes.cite(f'{label} {status[m]}')}]"
+                elif len(hit):
+                    record = hit.iloc[0].to_dict()
+                    if record.get("note") == status.get(m):
+                        record["note"] = f"{label} {status[m]}"
+                    md_row[key] = bd_cell(record, which, digits, notes)
+                else:
+                    md_row[key] = "—"
+                for end in ("lo", "hi"):
+                    column = f"bd_{which}_{end}"
+                    bound = hit[column].iloc[0] if len(hit) and column in hit else np.nan
+                    row[f"{key} {end}"] = "" if pd.isna(bound) else f"{bound:.{digits}f}"
+                flag = hit[f"flag_bd_{which}"].iloc[0] if len(hit) else ""
+                row[f"flag {key}"] = flag if isinstance(flag, str) else ""
+            n = hit["samples"].iloc[0] if len(hit) and "samples" in hit else np.nan
+            row[f"n {label}"] = "" if pd.isna(n) else int(n)
         rows.append(row)
+        md_rows.append(md_row)
     table = pd.DataFrame(rows)
     with atomic_path(table_csv) as tmp:
         table.to_csv(tmp, index=False)
-    # Markdown: a short marker per cell and each reason spelled out once under the table.
-    notes = {m: f"not computed [{k + 1}]" for k, m in enumerate(sorted(set(status) & set(human)))}
-    md_table = table.copy()
-    for m in human:
-        for column in (f"BD-{metric_info(m).label}", f"BD-rate {metric_info(m).label} (%)"):
-            if m in notes and column in md_table:
-                md_table[column] = notes[m]
     anchor = config.get("anchor", "")
+    boot = (config.get("bd") or {}).get("bootstrap") or {}
+    interval = (
+        f"In brackets: the {float(boot.get('level', 0.95)):.0%} bootstrap interval over images "
+        f"({int(boot['resamples'])} resamples). "
+        if int(boot.get("resamples", 0)) > 0
+        else ""
+    )
     lines = [
         f"# Human perception on {dataset}",
         "",
         f"BD against the anchor `{anchor}` (BD-metric in the metric's units at equal rate; "
         "lower LPIPS/DISTS/FID/KID is better, so negative = better; BD-rate < 0 = fewer bits). "
-        "An empty cell: the curve does not allow a BD value (see bd.csv's note).",
+        + interval
+        + "— : the curve does not allow a BD value (see bd.csv's note); ⚠ marks a value that "
+        "cannot hold (the note under the tables says why).",
         "",
-        markdown_table(md_table),
+        markdown_table(pd.DataFrame(md_rows)),
         "",
         "## Metric vs bpp",
+        "",
+        "n: the images (LPIPS, DISTS) or samples (FID, KID: images or patches) behind a value.",
         "",
     ]
     per_rate = rd[["label", "rate", "bpp"]].copy()
     per_rate["bpp"] = per_rate["bpp"].map(lambda v: f"{v:.4f}")
+    flags = [row_flags(r) for r in rd.to_dict("records")]
     for m in human:
+        label = metric_info(m).label
+        if m in status:
+            per_rate[label] = f"not computed [{notes.cite(f'{label} {status[m]}')}]"
+            continue
         values = rd[m] if m in rd else [float("nan")] * len(rd)
-        per_rate[metric_info(m).label] = [notes.get(m) or cell(v, m, 4) for v in values]
-    lines.append(markdown_table(per_rate))
-    if notes:
-        lines += [
-            "",
-            *(f"[{n.split('[')[1]} {metric_info(m).label} {status[m]}" for m, n in notes.items()),
+        per_rate[label] = [
+            value_cell(v, 4, f.get(m), notes) for v, f in zip(values, flags, strict=True)
         ]
+        column = sample_column(m)
+        if column in rd:
+            per_rate[f"n {label}"] = ["" if pd.isna(n) else str(int(n)) for n in rd[column]]
+    lines.append(markdown_table(per_rate))
+    if notes.numbers:
+        lines += ["", *notes.lines()]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table

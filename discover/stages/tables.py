@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from discover.bd import bd
+from discover.bd import bd, bd_bootstrap, resample_counts
 from discover.codecs import get_codec
 from discover.discover_codec.consumers import HUMAN
 from discover.errors import DatasetError, DiscoverError, MetricInputError
@@ -24,7 +24,8 @@ from discover.shards import (
     read_image,
     read_index,
 )
-from discover.stages.common import NOT_EVALUATED, rate_value
+from discover.stages.bootstrap import Resampler, read_row_samples, reference_feature_sets
+from discover.stages.common import NOT_EVALUATED, rate_value, row_flags, sample_column
 
 log = logging.getLogger("discover")
 
@@ -40,14 +41,23 @@ def aggregate_rd(
     fid_csv: str | Path | None = None,
     task_csvs: Sequence[str | Path] = (),
     metric_status: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One RD row per rate point: bpp = all bits / all pixels (the paper's definition); per-image
     metrics are means over images, FID/KID come from the row's ``fid_csv``. Per-image rows are
     kept alongside; task metrics (``<task>_<metric>``) come from the row's ``task_csvs``. A
-    metric that is not computed (``metric_status``: metric -> why) stays empty and the reason is
-    in the row's ``notes``. ``entry``: the row's rates and label (:meth:`Plan.row_entry`)."""
+    metric that is not computed (``metric_status``: metric -> why) stays empty; why is said once
+    per dataset, in the tables' notes (not on every row).
+
+    Every metric has its sample count next to it (``n_<metric>``: the images a mean is over,
+    the FID/KID samples, the annotated objects of an AP's area range), and a value that cannot
+    hold is named in ``flags`` (``metric: reason; ...``), with the thresholds of ``flags``
+    (the config's ``bd.flags``): FID/KID on fewer samples than ``fid_samples_per_dim`` x the
+    feature dimension, a KID below ``-kid_negative_se`` standard errors, an AP on fewer than
+    ``min_objects`` objects."""
     columns = metric_columns(config)
     status = metric_status or {}
+    flags = dict(flags or {})
     distribution = pd.DataFrame()
     if fid_csv is not None:
         distribution = pd.read_csv(fid_csv, dtype={"rate": str}).set_index("rate")
@@ -69,22 +79,40 @@ def aggregate_rd(
         }
         row["bpp"] = row["bits"] / row["pixels"]
         row["bpp_mean_per_image"] = float(df["bpp"].mean())
+        counts: dict[str, float] = {}
+        flagged: dict[str, str] = {}
         for m in columns:
             if m in status:
                 row[m] = np.nan
             elif metric_info(m).kind == "distribution":
-                row[m] = float(distribution.loc[str(rate), m])
+                point = distribution.loc[str(rate)]
+                row[m] = float(point[m])
+                counts[m], reason = _distribution_flag(m, point, flags)
+                if reason:
+                    flagged[m] = reason
             else:
-                row[m] = float(df[m].replace([np.inf], np.nan).mean())
+                values = df[m].replace([np.inf, -np.inf], np.nan)
+                row[m] = float(values.mean())
+                counts[m] = int(values.notna().sum())
         for t in task_metrics:
+            point = t.loc[str(rate)]
             for column in t.columns:
-                if column != "images":
-                    row[column] = float(t.loc[str(rate), column])
+                if column == "images" or column.startswith("n_"):
+                    continue
+                row[column] = float(point[column])
+                n = point.get(sample_column(column), point.get("images"))
+                counts[column] = float(n)
+                objects = sample_column(column) in t.columns and "_AP" in column
+                if objects and n < int(flags.get("min_objects", 0)):
+                    flagged[column] = (
+                        f"AP on {int(n)} annotated objects (bd.flags.min_objects "
+                        f"{int(flags['min_objects'])})"
+                    )
+        for m, n in counts.items():
+            row[sample_column(m)] = n
+        row["flags"] = "; ".join(f"{m}: {why}" for m, why in flagged.items())
         row["published"] = False
         row["source"] = "measured"
-        row["notes"] = "; ".join(
-            f"{metric_info(m).label} {status[m]}" for m in columns if m in status
-        )
         rows.append(row)
     rd = pd.DataFrame(rows).sort_values("bpp", kind="stable").reset_index(drop=True)
     with atomic_path(rd_csv) as tmp:
@@ -92,6 +120,28 @@ def aggregate_rd(
     with atomic_path(per_image_csv) as tmp:
         pd.concat(per_image, ignore_index=True).to_csv(tmp, index=False, float_format="%.10g")
     return rd
+
+
+def _distribution_flag(metric: str, point: pd.Series, flags: Mapping[str, Any]):
+    """(samples, why the FID/KID value cannot hold or '') of one rate point of a fid CSV."""
+    suffix = metric[3:]  # fid_demo -> _demo
+    samples = float(point.get(f"fid_samples{suffix}", np.nan))
+    dim = float(point.get(f"fid_dim{suffix}", np.nan))
+    per_dim = float(flags.get("fid_samples_per_dim", 0))
+    reasons = []
+    if np.isfinite(dim) and samples < per_dim * dim:
+        reasons.append(
+            f"{int(samples)} samples for {int(dim)}-d features (bd.flags.fid_samples_per_dim "
+            f"{per_dim:g})"
+        )
+    se = float(point.get(f"kid_se{suffix}", np.nan))
+    k = float(flags.get("kid_negative_se", 0))
+    if metric.startswith("kid") and k > 0 and np.isfinite(se) and point[metric] < -k * se:
+        reasons.append(
+            f"KID {point[metric]:.3g} is {-point[metric] / se:.1f} standard errors "
+            f"({se:.2g}) below zero (bd.flags.kid_negative_se {k:g})"
+        )
+    return samples, " and ".join(reasons)
 
 
 def import_published(
@@ -104,11 +154,47 @@ def import_published(
     return rd
 
 
-def combine_rd(rd_csvs: Sequence[str | Path], out_csv: str | Path) -> pd.DataFrame:
+def combine_rd(
+    rd_csvs: Sequence[str | Path],
+    out_csv: str | Path,
+    notes_csv: str | Path | None = None,
+    metric_status: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The dataset's RD table from its rows' tables; ``notes_csv``: why metrics are not
+    computed (``metric_status``), one line per cause with the metrics it leaves empty."""
     df = pd.concat([pd.read_csv(p, dtype={"rate": str}) for p in rd_csvs], ignore_index=True)
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.10g")
+    if notes_csv is not None:
+        causes: dict[str, list[str]] = {}
+        for metric, why in (metric_status or {}).items():
+            causes.setdefault(why, []).append(metric)
+        notes = pd.DataFrame(
+            [{"metrics": " ".join(ms), "note": why} for why, ms in causes.items()],
+            columns=["metrics", "note"],
+        )
+        with atomic_path(notes_csv) as tmp:
+            notes.to_csv(tmp, index=False)
     return df
+
+
+def plot_warning(rd: pd.DataFrame, metric: str) -> str:
+    """What an RD plot of ``metric`` must warn of: the flags of its points (rd.csv ``flags``),
+    each reason once (the first two, then how many more points are flagged), '' when none."""
+    reasons = [r for r in curve_flags(rd, metric).split("; ") if r]
+    if len(reasons) <= 2:
+        return "; ".join(reasons)
+    return "; ".join(reasons[:2]) + f"; and {len(reasons) - 2} more (rd.csv flags)"
+
+
+def curve_flags(curve: pd.DataFrame, metric: str) -> str:
+    """The flags of ``metric`` on a curve's points, each reason once."""
+    reasons = []
+    for _, point in curve.iterrows():
+        reason = row_flags(point).get(metric)
+        if reason and reason not in reasons:
+            reasons.append(reason)
+    return "; ".join(reasons)
 
 
 def bd_table(
@@ -120,6 +206,8 @@ def bd_table(
     metrics: Sequence[str],
     bd_settings: Mapping[str, Any],
     metric_status: Mapping[str, str],
+    samples: Mapping[str, Mapping[str, Any]] | None = None,
+    reference_features: Mapping[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     """BD-rate and BD-metric of every codec against ``anchor``, per metric of ``metrics``
     present in the rd table; ``bd_settings``: the config's ``bd`` section (schema defaults
@@ -128,15 +216,28 @@ def bd_table(
     Sign convention: BD-rate < 0 means fewer bits for the same quality; BD-metric is in the
     metric's own units at equal rate, so it is > 0 for a better PSNR/MS-SSIM and < 0 for a
     better LPIPS/DISTS/FID/KID (lower is better). A metric that is not computed gets its
-    reason as the note."""
+    reason as the note.
+
+    Every cell carries its sample count (``samples``: the fewest images, patches or objects
+    behind a point of either curve), the curves' overlaps, and, with ``bd.bootstrap``
+    resamples and the rows' per-sample files (``samples``: row -> {per_image, tasks,
+    features}; ``reference_features``: feature set -> the reference's .npy), a percentile
+    interval (:mod:`discover.stages.bootstrap`). ``flag_bd_rate`` / ``flag_bd_metric`` say
+    why a value cannot hold (overlap below ``bd.flags.min_overlap``, a curve point flagged in
+    rd.csv); such a value stays in the CSV."""
     rd = pd.read_csv(rd_csv, dtype={"rate": str})
     method = bd_settings["method"]
     min_points = bd_settings["min_points"]
     envelope = bd_settings["envelope"]
     min_front_points = bd_settings["min_front_points"]
+    boot = dict(bd_settings.get("bootstrap") or {})
+    flags_cfg = dict(bd_settings.get("flags") or {})
+    min_overlap = float(flags_cfg.get("min_overlap", 0.75))
     metrics = [m for m in metrics if m in rd.columns]
     status = metric_status
     a = rd[rd.codec == anchor]
+    resampler, row_samples = _bootstrap_samples(samples, reference_features, boot)
+    level = float(boot.get("level", 0.95))
     rows = []
     for codec, t in rd.groupby("codec", sort=False):
         for m in metrics:
@@ -149,6 +250,7 @@ def bd_table(
                 "metric": m,
                 "bd_metric_name": f"BD-{metric_info(m).label}",
                 "method": method,
+                "samples": _fewest_samples(a, t, m),
             }
             if m in status:
                 row.update(bd_rate_pct=float("nan"), bd_metric=float("nan"), note=status[m])
@@ -167,33 +269,145 @@ def bd_table(
                     note=f"{NOT_EVALUATED}: {codec} has no {m}",
                 )
             else:
+                kw = {
+                    "method": method,
+                    "anchor_name": f"{dataset}/{anchor}/{m}",
+                    "test_name": f"{dataset}/{codec}/{m}",
+                    "min_points": min_points,
+                    "higher_is_better": metric_info(m).higher_is_better,
+                    "envelope": envelope,
+                    "min_front_points": min_front_points,
+                }
                 try:
-                    r = bd(
-                        a["bpp"],
-                        a[m],
-                        t["bpp"],
-                        t[m],
-                        method=method,
-                        anchor_name=f"{dataset}/{anchor}/{m}",
-                        test_name=f"{dataset}/{codec}/{m}",
-                        min_points=min_points,
-                        higher_is_better=metric_info(m).higher_is_better,
-                        envelope=envelope,
-                        min_front_points=min_front_points,
-                    )
-                    row.update(bd_rate_pct=r.bd_rate, bd_metric=r.bd_metric, note=r.note)
+                    r = bd(a["bpp"], a[m], t["bpp"], t[m], **kw)
                 except MetricInputError as exc:
                     row.update(
                         bd_rate_pct=float("nan"),
                         bd_metric=float("nan"),
                         note=f"not computed: {exc}",
                     )
+                else:
+                    row.update(
+                        bd_rate_pct=r.bd_rate,
+                        bd_metric=r.bd_metric,
+                        note=r.note,
+                        overlap_quality=r.overlap_quality,
+                        overlap_rate=r.overlap_rate,
+                    )
+                    row.update(_bd_flags(r, a, t, m, min_overlap))
+                    if resampler is not None:
+                        row.update(_interval(resampler, row_samples, anchor, codec, m, level, kw))
             rows.append(row)
     df = pd.DataFrame(rows)
+    columns = [
+        *(c for c in df.columns if c not in BD_EXTRA_COLUMNS),
+        *(c for c in BD_EXTRA_COLUMNS if c in df.columns),
+    ]
+    df = df.reindex(columns=list(dict.fromkeys([*columns, *BD_EXTRA_COLUMNS])))
     with atomic_path(out_csv) as tmp:
         # 10 significant digits: BD-KID is of the order of 1e-5
         df.to_csv(tmp, index=False, float_format="%.10g")
     return df
+
+
+#: bd.csv's columns after the BD values and the note
+BD_EXTRA_COLUMNS = (
+    "samples",
+    "overlap_quality",
+    "overlap_rate",
+    "flag_bd_rate",
+    "flag_bd_metric",
+    "level",
+    "bd_rate_lo",
+    "bd_rate_hi",
+    "bd_metric_lo",
+    "bd_metric_hi",
+    "resamples",
+    "resamples_failed",
+    "interval_note",
+)
+
+
+def _fewest_samples(a: pd.DataFrame, t: pd.DataFrame, metric: str) -> float:
+    column = sample_column(metric)
+    values = [df[column] for df in (a, t) if column in df]
+    if not values:
+        return float("nan")
+    both = pd.concat(values).dropna()
+    return float(both.min()) if len(both) else float("nan")
+
+
+def _bd_flags(r, a: pd.DataFrame, t: pd.DataFrame, metric: str, min_overlap: float) -> dict:
+    """Why the BD-rate / BD-metric of a cell cannot hold ('' where it can)."""
+    common = [f for f in (curve_flags(a, metric), curve_flags(t, metric)) if f]
+    common = list(dict.fromkeys("; ".join(common).split("; "))) if common else []
+    rate, quality = list(common), list(common)
+    if r.overlap_quality < min_overlap:
+        rate.insert(
+            0,
+            f"the curves overlap on {r.overlap_quality:.0%} of their quality range "
+            f"(bd.flags.min_overlap {min_overlap:.0%})",
+        )
+    if r.overlap_rate < min_overlap:
+        quality.insert(
+            0,
+            f"the curves overlap on {r.overlap_rate:.0%} of their log-rate range "
+            f"(bd.flags.min_overlap {min_overlap:.0%})",
+        )
+    return {"flag_bd_rate": "; ".join(rate), "flag_bd_metric": "; ".join(quality)}
+
+
+def _bootstrap_samples(samples, reference_features, boot):
+    """(Resampler, row -> RowSamples) of the bootstrap, or (None, {}) when it is off."""
+    if not samples or int(boot.get("resamples", 0)) <= 0:
+        return None, {}
+    first = next(iter(samples.values()))
+    ids = pd.read_csv(first["per_image"], dtype={"id": str}, usecols=["id"])["id"]
+    images = sorted(dict.fromkeys(ids))
+    rows = {
+        row: read_row_samples(
+            row, images, spec["per_image"], spec.get("tasks"), spec.get("features")
+        )
+        for row, spec in samples.items()
+    }
+    counts = resample_counts(len(images), int(boot["resamples"]), int(boot.get("seed", 0)))
+    reference = reference_feature_sets(reference_features or {}, samples, images)
+    resampler = Resampler(
+        counts, reference, boot.get("distribution_resamples"), rows=list(rows.values())
+    )
+    return resampler, rows
+
+
+def _interval(resampler, rows, anchor, codec, metric, level, bd_kwargs) -> dict:
+    if anchor not in rows or codec not in rows:
+        missing = anchor if anchor not in rows else codec
+        return {"interval_note": f"no per-sample values of {missing} (published curve)"}
+    a, t = rows[anchor], rows[codec]
+    try:
+        curves = [(resampler.bpp(s, metric), resampler.curve(s, metric)) for s in (a, t)]
+    except MetricInputError as exc:
+        return {"interval_note": str(exc)}
+    i = bd_bootstrap(*curves[0], *curves[1], level=level, **bd_kwargs)
+    out = {
+        "level": level,
+        "bd_rate_lo": i.bd_rate_lo,
+        "bd_rate_hi": i.bd_rate_hi,
+        "bd_metric_lo": i.bd_metric_lo,
+        "bd_metric_hi": i.bd_metric_hi,
+        "resamples": i.resamples,
+        "resamples_failed": i.failed,
+    }
+    notes = []
+    if i.failed:
+        notes.append(f"{i.failed} of {i.resamples + i.failed} resamples gave no BD value")
+    if i.metric_failed:
+        notes.append(
+            f"{i.metric_failed} of {i.resamples} resamples gave BD-rate but no BD-metric (no "
+            "overlap in rate)"
+        )
+    if notes:
+        out["interval_note"] = "; ".join(notes) + " (left out of the interval)"
+    return out
 
 
 #: the grid's title of a DISCOVER stream (paper Fig. 7: "Ours (Detection)", "Ours (Full)")

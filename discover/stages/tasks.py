@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from discover.errors import DiscoverError
@@ -19,8 +21,10 @@ from discover.shards import (
     read_image,
 )
 from discover.stages.common import (
-    NOT_EVALUATED,
+    Footnotes,
+    bd_cell,
     markdown_table,
+    samples_phrase,
 )
 
 log = logging.getLogger("discover")
@@ -63,36 +67,79 @@ def run_task_eval(
     reference_dirs: Sequence[str | Path],
     predictions: Mapping[str, Sequence[str | Path]],
     out_csv: str | Path,
+    samples_dir: str | Path | None = None,
+    bootstrap: bool = True,
 ) -> pd.DataFrame:
     """Task metrics of one table row at each rate point (``predictions``: rate -> the shards'
-    prediction files), from the saved predictions and the shards' annotations/labels."""
+    prediction files), from the saved predictions and the shards' annotations/labels.
+
+    Each metric has its sample count (``n_<task>_<metric>``): the annotated objects of the AP's
+    area range (crowd and ignored ones left out, as pycocotools counts them), or the images of
+    a top-k accuracy. ``samples_dir``: what the BD table's bootstrap re-evaluates on resampled
+    images: per rate the per-image COCO matches (``<rate>.<bbox|segm>.npz``,
+    :class:`discover.tasks.coco_records.CocoRecords`) or the per-image hits
+    (``<rate>.topk.csv``), and ``images.csv`` (image id, COCO image id); with ``bootstrap``
+    off (``bd.bootstrap.resamples: 0``) only ``images.csv``."""
     # the task package and registry load PyTorch: the task-table jobs run without it
+    from discover.stages.bootstrap import SAMPLE_IMAGES, coco_samples_name, topk_samples_name
     from discover.tasks import classification_accuracy, coco_evaluate, load_predictions
+    from discover.tasks.coco_records import coco_records
+    from discover.tasks.evaluation import image_labels, object_counts
     from discover.tasks.registry import resolve, task_type
 
     cfg = dict((config.get("tasks") or {})[task])
     cls = resolve(task_type(task, cfg))
     gt = merged_annotations(reference_dirs)
-    ids = [i for d in reference_dirs for i in coco_ids(d).values()]
+    stems = {stem: i for d in reference_dirs for stem, i in coco_ids(d).items()}
+    ids = list(stems.values())
     evaluator = str(cfg.get("evaluator", "pycocotools"))
     rows = []
-    for rate, files in predictions.items():
-        preds = [p for f in files for p in load_predictions(f)]
-        # the task types' own evaluation, from saved predictions (no model needed)
-        if hasattr(cls, "iou_types"):
-            metrics: dict = {}
-            for iou_type in cls.iou_types:
-                metrics.update(
-                    coco_evaluate(preds, gt, iou_type, evaluator=evaluator, image_ids=ids)
-                )
-        else:
-            metrics = classification_accuracy(preds, gt, image_ids=ids)
-        row = {"rate": str(rate), "images": len(ids)}
-        row.update({f"{task}_{k}": v for k, v in metrics.items()})
-        rows.append(row)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(atomic_dir(samples_dir))) if samples_dir else None
+        bootstrap = bootstrap and tmp is not None
+        if tmp is not None:
+            pd.DataFrame({"id": list(stems), "coco_id": ids}).to_csv(
+                tmp / SAMPLE_IMAGES, index=False
+            )
+        for rate, files in predictions.items():
+            preds = [p for f in files for p in load_predictions(f)]
+            row: dict[str, Any] = {"rate": str(rate), "images": len(ids)}
+            # the task types' own evaluation, from saved predictions (no model needed)
+            if hasattr(cls, "iou_types"):
+                for iou_type in cls.iou_types:
+                    if bootstrap:
+                        # one pycocotools evaluation gives the per-image matches and, with
+                        # pycocotools as the evaluator, the AP itself (equal to it, tested)
+                        records = coco_records(preds, gt, iou_type, image_ids=ids)
+                        records.save(tmp / coco_samples_name(str(rate), iou_type))
+                        objects = records.objects()
+                        if evaluator == "pycocotools":
+                            metrics = records.ap()
+                    if not bootstrap or evaluator != "pycocotools":
+                        metrics = coco_evaluate(
+                            preds, gt, iou_type, evaluator=evaluator, image_ids=ids
+                        )
+                    if not bootstrap:
+                        objects = object_counts(gt, iou_type, image_ids=ids)
+                    for k, v in metrics.items():
+                        row[f"{task}_{k}"] = v
+                        row[f"n_{task}_{k}"] = objects[k]
+            else:
+                metrics = classification_accuracy(preds, gt, image_ids=ids)
+                for k, v in metrics.items():
+                    row[f"{task}_{k}"] = v
+                    row[f"n_{task}_{k}"] = len(ids)
+                if bootstrap:
+                    truth = image_labels(gt)
+                    topk = {int(p["image_id"]): [int(c) for c in p["topk"]] for p in preds}
+                    hits = pd.DataFrame({"id": list(stems)})
+                    for k in (1, 5):
+                        hits[f"top{k}"] = [int(truth[i] in topk[i][:k]) for i in stems.values()]
+                    hits.to_csv(tmp / topk_samples_name(str(rate)), index=False)
+            rows.append(row)
     df = pd.DataFrame(rows)
-    with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_path(out_csv) as tmp_csv:
+        df.to_csv(tmp_csv, index=False, float_format="%.10g")
     log.info("task %s (%s): %d rate points", task, cls.name, len(rows))
     return df
 
@@ -118,11 +165,18 @@ def task_tables(
         ref = pd.read_csv(path)
         reference[f"{main[t]}"] = float(ref[main[t]].iloc[0])
         reference[f"BD-rate {main[t]} (%)"] = ""
-    reasons: dict[str, int] = {}  # why a BD-rate is missing -> its footnote number
+    notes = Footnotes()  # why a BD-rate is missing or cannot hold, numbered as cited
     md_rows = []
     roles = ablation_roles or {}
     if roles:
         reference["ablation"] = ""
+    anchor = config.get("anchor")
+    samples = {}
+    for column in main.values():
+        hit = bd[(bd["codec"] == anchor) & (bd["metric"] == column)]
+        n = hit["samples"].iloc[0] if len(hit) and "samples" in hit else float("nan")
+        samples[column] = samples_phrase(n, column)
+    md_reference = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in reference.items()}
     for codec, g in bd.groupby("codec", sort=False):
         row = {"row": codec, "label": g["label"].iloc[0]}
         if roles:
@@ -133,24 +187,35 @@ def task_tables(
             row[column] = md_row[column] = ""
             value = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
             key = f"BD-rate {column} (%)"
-            row[key] = md_row[key] = "" if pd.isna(value) else f"{value:.2f}"
-            note = hit["note"].iloc[0] if len(hit) else None
-            if pd.isna(value) and isinstance(note, str) and note.startswith(NOT_EVALUATED):
-                md_row[key] = "—"
-            elif pd.isna(value) and isinstance(note, str):
-                reason = note
-                number = reasons.setdefault(reason, len(reasons) + 1)
-                md_row[key] = f"not computed [{number}]"
+            row[key] = "" if pd.isna(value) else f"{value:.2f}"
+            for end in ("lo", "hi"):
+                bound = hit[f"bd_rate_{end}"].iloc[0] if f"bd_rate_{end}" in hit else np.nan
+                row[f"{key} {end}"] = "" if pd.isna(bound) else f"{bound:.2f}"
+            n = hit["samples"].iloc[0] if len(hit) and "samples" in hit else np.nan
+            row[f"n {column}"] = "" if pd.isna(n) else int(n)
+            flag = hit["flag_bd_rate"].iloc[0] if len(hit) and "flag_bd_rate" in hit else ""
+            row[f"flag {key}"] = flag if isinstance(flag, str) else ""
+            md_row[key] = bd_cell(hit.iloc[0].to_dict(), "rate", 2, notes) if len(hit) else "—"
         rows.append(row)
         md_rows.append(md_row)
     table = pd.DataFrame([reference, *rows])
     with atomic_path(table_csv) as tmp:
         table.to_csv(tmp, index=False)
+    md = pd.DataFrame([md_reference, *md_rows]).fillna("")
+    md = md.rename(
+        columns={
+            f"BD-rate {c} (%)": f"BD-rate {c} (%), {samples[c]}"
+            if samples[c]
+            else f"BD-rate {c} (%)"
+            for c in main.values()
+        }
+    )
     envelope = config["bd"]["envelope"]
+    boot = config["bd"].get("bootstrap") or {}
     lines = [
         f"# Machine tasks on {dataset}",
         "",
-        f"BD-rate (%) of each task's main metric against the anchor `{config.get('anchor')}` "
+        f"BD-rate (%) of each task's main metric against the anchor `{anchor}` "
         "(negative = fewer bits for the same task accuracy); the first row is the task models' "
         "score on the uncompressed images. DISCOVER rows are its task stream "
         "(`codec@task`) and its full stream (`codec@human`); the ablation column names the "
@@ -158,15 +223,23 @@ def task_tables(
         "the full stream goes to the machine). "
         + (
             "Each curve is reduced to its Pareto front first (points whose accuracy is not above "
-            "a cheaper point of the same codec are dropped, listed in bd.csv's note)."
+            "a cheaper point of the same codec are dropped, listed in bd.csv's note). "
             if envelope == "pareto"
-            else "Curves that are not strictly monotone get no BD-rate (bd.envelope: none)."
-        ),
+            else "Curves that are not strictly monotone get no BD-rate (bd.envelope: none). "
+        )
+        + (
+            f"In brackets: the {float(boot.get('level', 0.95)):.0%} bootstrap interval over "
+            f"images ({int(boot['resamples'])} resamples, seed {int(boot.get('seed', 0))}). "
+            if int(boot.get("resamples", 0)) > 0
+            else ""
+        )
+        + "A column header says how many samples its metric rests on; ⚠ marks a value that "
+        "cannot hold (the note under the table says why).",
         "",
-        markdown_table(pd.DataFrame([reference, *md_rows]).fillna("")),
+        markdown_table(md),
     ]
-    if reasons:
-        lines += ["", *(f"[{n}] {reason}" for reason, n in reasons.items())]
+    if notes.numbers:
+        lines += ["", *notes.lines()]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table
 

@@ -245,3 +245,37 @@ def classification_accuracy(
         hits = sum(truth[iid] in by_image[iid][:k] for iid in ids)
         out[f"top{k}"] = hits / len(ids) if ids else None
     return out
+
+
+#: pycocotools' area ranges (Params.areaRng, both ends included) of AP, APs, APm, APl
+AREA_RANGES = {
+    "all": (0.0, 1e10),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e10),
+}
+_AP_AREA = dict(zip(AP_NAMES, ("all", "all", "all", "small", "medium", "large"), strict=True))
+
+
+def object_counts(
+    annotations: Mapping[str, Any] | str | os.PathLike,
+    iou_type: str = "bbox",
+    *,
+    image_ids: Iterable[int | str] | None = None,
+) -> dict[str, int]:
+    """The annotated objects each AP number rests on, as pycocotools counts them (not crowd,
+    ``area`` inside the range, both ends included): ``{iou_type}_AP`` ... ``{iou_type}_APl``."""
+    gt = read_annotations(annotations)
+    wanted = None if image_ids is None else {image_id(i) for i in image_ids}
+    areas = [
+        float(a.get("area", 0.0))
+        for a in gt["annotations"]
+        if not a.get("iscrowd", 0) and (wanted is None or image_id(a["image_id"]) in wanted)
+    ]
+    per_area = {
+        name: sum(lo <= area <= hi for area in areas) for name, (lo, hi) in AREA_RANGES.items()
+    }
+    return {
+        metric: per_area[_AP_AREA[name]]
+        for metric, name in zip(coco_metric_names(iou_type), AP_NAMES, strict=True)
+    }
