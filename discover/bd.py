@@ -16,9 +16,10 @@ length of the common interval over the length of the union): along quality for B
 log10 rate for BD-metric. The package warns below 0.75; here the value is returned and the
 caller decides (the pipeline flags cells below ``bd.flags.min_overlap``).
 
-Bootstrap. :func:`resample_counts` draws image multiplicities (the same resampled image set for
-anchor and test at every rate point, so pairs stay paired), :func:`bd_bootstrap` turns the
-resampled curves into percentile intervals of BD-rate and BD-metric.
+Bootstrap. :func:`discover.resampling.resample_counts` draws image multiplicities (the same
+resampled image set for anchor and test at every rate point, so pairs stay paired);
+:func:`bd_bootstrap` turns the resampled curves into percentile intervals of BD-rate and
+BD-metric.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ import bjontegaard
 import numpy as np
 
 from discover.errors import MetricInputError
-from discover.resampling import resample_counts
-
-__all__ = ["BDInterval", "BDResult", "bd", "bd_bootstrap", "check_curve", "resample_counts"]
 
 METHODS = ("pchip", "cubic", "akima")
 ENVELOPES = ("none", "pareto")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from discover.bd import bd, bd_bootstrap, resample_counts
+from discover.bd import bd, bd_bootstrap
 from discover.codecs import get_codec
 from discover.config import fill_defaults, load_config, load_schema
 from discover.errors import DiscoverError
 from discover.io import atomic_path, write_bytes_atomic
 from discover.plan import Plan
+from discover.resampling import resample_counts
 from discover.stages.bootstrap import Resampler, read_row_samples
 
 

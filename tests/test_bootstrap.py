@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from discover.bd import BDResult, bd, bd_bootstrap, resample_counts
+from discover.bd import BDResult, bd, bd_bootstrap
 from discover.cli import main
+from discover.resampling import resample_counts
 from discover.stages.bootstrap import Resampler, RowSamples
 from discover.stages.tables import aggregate_rd, bd_table
 

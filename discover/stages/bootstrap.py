@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from discover.errors import MetricInputError
-from discover.metrics.catalog import METRICS
+from discover.metrics.catalog import METRICS, feature_suffix
 from discover.metrics.resample import FeatureSet, ReferenceResamples, fid_kid_grid
 
 log = logging.getLogger("discover")
@@ -46,18 +46,14 @@ def topk_samples_name(rate: str) -> str:
     return f"{rate}.topk.csv"
 
 
-def features_key(features: str, rate: str) -> str:
-    """The array of a feature set at a rate point inside a row's ``.features.npz``."""
-    return f"{features}@{rate}"
-
-
 @dataclass
 class RowSamples:
     """One table row's per-sample data, aligned to the dataset's image order ``images``.
 
     ``bits``/``pixels``: (rates, images); ``values``: metric -> (rates, images) of per-image
     values (NaN where not finite); ``coco``: metric -> per rate (records, column index of each
-    records image in ``images``); ``features``: feature set -> per rate the decoded features."""
+    records image in ``images``, the records' metric name); ``features``: feature set -> per
+    rate the decoded features (the ``<features>@<rate>`` arrays of the row's .features.npz)."""
 
     row: str
     rates: list[str]
@@ -66,13 +62,6 @@ class RowSamples:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     coco: dict[str, list[tuple[Any, np.ndarray]]] = field(default_factory=dict)
     features: dict[str, list[Any]] = field(default_factory=dict)
-
-    def metrics(self) -> set[str]:
-        out = set(self.values) | set(self.coco)
-        for f in self.features:
-            suffix = "" if f == "inception" else f"_{f}"
-            out |= {f"fid{suffix}", f"kid{suffix}"}
-        return out
 
 
 def _align(ids: Sequence[str], images: Sequence[str], where: str) -> np.ndarray:
@@ -217,7 +206,7 @@ class Resampler:
                 out[:, r] = self._coco[key][name]
             return out
         for features, per_rate in s.features.items():
-            suffix = "" if features == "inception" else f"_{features}"
+            suffix = feature_suffix(features)
             if metric not in (f"fid{suffix}", f"kid{suffix}"):
                 continue
             out = np.full((len(self.distribution_counts), len(s.rates)), np.nan)

@@ -52,9 +52,7 @@ def perception_tables(
         return "" if pd.isna(value) else f"{value:.{digits}f}"
 
     rows, md_rows = [], []
-    notes = Footnotes()
-    for m in sorted(set(status) & set(human)):  # the same reason for several metrics: one note
-        notes.cite(f"{metric_info(m).label} {status[m]}")
+    notes = Footnotes()  # one per cause: FID and KID missing Inception share theirs
     for codec, t in bd.groupby("codec", sort=False):
         row = {"row": codec, "label": t["label"].iloc[0]}
         md_row = dict(row)
@@ -70,12 +68,9 @@ def perception_tables(
                 ("rate", f"BD-rate {label} (%)", 2),
             ):
                 if m in status:
-                    md_row[key] = f"not computed [{notes.cite(f'{label} {status[m]}')}]"
+                    md_row[key] = f"not computed [{notes.cite(status[m])}]"
                 elif len(hit):
-                    record = hit.iloc[0].to_dict()
-                    if record.get("note") == status.get(m):
-                        record["note"] = f"{label} {status[m]}"
-                    md_row[key] = bd_cell(record, which, digits, notes)
+                    md_row[key] = bd_cell(hit.iloc[0].to_dict(), which, digits, notes)
                 else:
                     md_row[key] = "—"
                 for end in ("lo", "hi"):
@@ -121,7 +116,7 @@ def perception_tables(
     for m in human:
         label = metric_info(m).label
         if m in status:
-            per_rate[label] = f"not computed [{notes.cite(f'{label} {status[m]}')}]"
+            per_rate[label] = f"not computed [{notes.cite(status[m])}]"
             continue
         values = rd[m] if m in rd else [float("nan")] * len(rd)
         per_rate[label] = [

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from discover.bd import bd, bd_bootstrap, resample_counts
+from discover.bd import bd, bd_bootstrap
 from discover.codecs import get_codec
 from discover.discover_codec.consumers import HUMAN
 from discover.errors import DatasetError, DiscoverError, MetricInputError
@@ -19,6 +19,7 @@ from discover.images import read_rgb
 from discover.io import atomic_path
 from discover.metrics.catalog import metric_columns, metric_info
 from discover.plots import Panel, draw_boxes, latent_figure, latent_rgb, visual_grid
+from discover.resampling import resample_counts
 from discover.shards import (
     image_path,
     read_image,
@@ -181,20 +182,16 @@ def combine_rd(
 def plot_warning(rd: pd.DataFrame, metric: str) -> str:
     """What an RD plot of ``metric`` must warn of: the flags of its points (rd.csv ``flags``),
     each reason once (the first two, then how many more points are flagged), '' when none."""
-    reasons = [r for r in curve_flags(rd, metric).split("; ") if r]
+    reasons = curve_flags(rd, metric)
     if len(reasons) <= 2:
         return "; ".join(reasons)
     return "; ".join(reasons[:2]) + f"; and {len(reasons) - 2} more (rd.csv flags)"
 
 
-def curve_flags(curve: pd.DataFrame, metric: str) -> str:
-    """The flags of ``metric`` on a curve's points, each reason once."""
-    reasons = []
-    for _, point in curve.iterrows():
-        reason = row_flags(point).get(metric)
-        if reason and reason not in reasons:
-            reasons.append(reason)
-    return "; ".join(reasons)
+def curve_flags(curve: pd.DataFrame, metric: str) -> list[str]:
+    """The flags of ``metric`` on a curve's points, each reason once, in point order."""
+    reasons = (row_flags(point).get(metric) for point in curve.to_dict("records"))
+    return list(dict.fromkeys(r for r in reasons if r))
 
 
 def bd_table(
@@ -299,11 +296,10 @@ def bd_table(
                         row.update(_interval(resampler, row_samples, anchor, codec, m, level, kw))
             rows.append(row)
     df = pd.DataFrame(rows)
-    columns = [
-        *(c for c in df.columns if c not in BD_EXTRA_COLUMNS),
-        *(c for c in BD_EXTRA_COLUMNS if c in df.columns),
-    ]
-    df = df.reindex(columns=list(dict.fromkeys([*columns, *BD_EXTRA_COLUMNS])))
+    # every table has the same columns, the extra ones last (empty where nothing applies)
+    df = df.reindex(
+        columns=[*(c for c in df.columns if c not in BD_EXTRA_COLUMNS), *BD_EXTRA_COLUMNS]
+    )
     with atomic_path(out_csv) as tmp:
         # 10 significant digits: BD-KID is of the order of 1e-5
         df.to_csv(tmp, index=False, float_format="%.10g")
@@ -339,8 +335,7 @@ def _fewest_samples(a: pd.DataFrame, t: pd.DataFrame, metric: str) -> float:
 
 def _bd_flags(r, a: pd.DataFrame, t: pd.DataFrame, metric: str, min_overlap: float) -> dict:
     """Why the BD-rate / BD-metric of a cell cannot hold ('' where it can)."""
-    common = [f for f in (curve_flags(a, metric), curve_flags(t, metric)) if f]
-    common = list(dict.fromkeys("; ".join(common).split("; "))) if common else []
+    common = list(dict.fromkeys([*curve_flags(a, metric), *curve_flags(t, metric)]))
     rate, quality = list(common), list(common)
     if r.overlap_quality < min_overlap:
         rate.insert(

@@ -20,6 +20,7 @@ from discover.shards import (
     read_annotations,
     read_image,
 )
+from discover.stages.bootstrap import SAMPLE_IMAGES, coco_samples_name, topk_samples_name
 from discover.stages.common import (
     Footnotes,
     bd_cell,
@@ -74,14 +75,13 @@ def run_task_eval(
     prediction files), from the saved predictions and the shards' annotations/labels.
 
     Each metric has its sample count (``n_<task>_<metric>``): the annotated objects of the AP's
-    area range (crowd and ignored ones left out, as pycocotools counts them), or the images of
+    area range (crowds left out, as pycocotools counts them), or the images of
     a top-k accuracy. ``samples_dir``: what the BD table's bootstrap re-evaluates on resampled
     images: per rate the per-image COCO matches (``<rate>.<bbox|segm>.npz``,
     :class:`discover.tasks.coco_records.CocoRecords`) or the per-image hits
     (``<rate>.topk.csv``), and ``images.csv`` (image id, COCO image id); with ``bootstrap``
     off (``bd.bootstrap.resamples: 0``) only ``images.csv``."""
     # the task package and registry load PyTorch: the task-table jobs run without it
-    from discover.stages.bootstrap import SAMPLE_IMAGES, coco_samples_name, topk_samples_name
     from discover.tasks import classification_accuracy, coco_evaluate, load_predictions
     from discover.tasks.coco_records import coco_records
     from discover.tasks.evaluation import image_labels, object_counts
