@@ -2,12 +2,14 @@
 label generators): classes register under a name; a name that is not registered may be an
 installed package's entry point (where the kind has an entry-point group) or a 'module:Class'
 plugin string. The built-in implementations are imported when the registry is first asked, so
-that importing a registry (or the package that holds it) stays cheap."""
+that importing a registry (or the package that holds it) stays cheap; a registry given its
+built-ins by name imports only the module of the name asked for (listing the names imports
+nothing), so that planning a run with a classic codec never imports torch."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -27,7 +29,8 @@ class Registry(Generic[T]):
     imported or is not a subclass, ``unknown_error`` for an unknown name. ``attribute`` is the
     class attribute :meth:`register` sets to the name; ``group`` the entry-point group of
     installed plugins (``None``: no entry points); ``builtins`` the modules (full names) that
-    register the built-in classes, imported on first use."""
+    register the built-in classes, imported on first use, or a mapping name -> the module that
+    registers it, imported when that name is first asked for."""
 
     def __init__(
         self,
@@ -40,7 +43,7 @@ class Registry(Generic[T]):
         unknown_error: type[DiscoverError] = ConfigError,
         attribute: str = "type_name",
         group: str | None = None,
-        builtins: Iterable[str] = (),
+        builtins: Iterable[str] | Mapping[str, str] = (),
     ) -> None:
         self.base = base
         self.kind = kind
@@ -50,7 +53,8 @@ class Registry(Generic[T]):
         self.unknown_error = unknown_error
         self.attribute = attribute
         self.group = group
-        self.builtins = tuple(builtins)
+        self.lazy: dict[str, str] = dict(builtins) if isinstance(builtins, Mapping) else {}
+        self.builtins = tuple(dict.fromkeys(self.lazy.values())) if self.lazy else tuple(builtins)
         self._classes: dict[str, type[T]] = {}
         self._loaded = False
 
@@ -72,6 +76,19 @@ class Registry(Generic[T]):
             importlib.import_module(module)
         self._loaded = True
 
+    def _load(self, name: str) -> None:
+        """Import what registers ``name``: its own module where the built-ins are by name."""
+        if name in self._classes:
+            return
+        if name in self.lazy:
+            importlib.import_module(self.lazy[name])
+            if name not in self._classes:
+                raise self.error(
+                    f"{self.kind} {name!r}: module {self.lazy[name]} does not register it"
+                )
+        elif not self.lazy:
+            self.load_builtins()
+
     def entry_points(self) -> dict[str, metadata.EntryPoint]:
         """The installed packages' entry points of this registry's group, by name."""
         if self.group is None:
@@ -80,17 +97,18 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> type[T] | None:
         """The class registered as ``name``, ``None`` if none is (plugins are not looked at)."""
-        self.load_builtins()
+        self._load(name)
         return self._classes.get(name)
 
     def available(self) -> list[str]:
         """The registered names and those of the installed entry points, sorted."""
-        self.load_builtins()
-        return sorted(set(self._classes) | set(self.entry_points()))
+        if not self.lazy:
+            self.load_builtins()
+        return sorted(set(self._classes) | set(self.lazy) | set(self.entry_points()))
 
     def resolve(self, name: str) -> type[T]:
         """The class of ``name``: registered, else an entry point, else a 'module:Class'."""
-        self.load_builtins()
+        self._load(name)
         if name in self._classes:
             return self._classes[name]
         eps = self.entry_points()
@@ -107,3 +125,16 @@ class Registry(Generic[T]):
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise self.error(f"{self.kind} plugin {name!r} is not a {self.base_name}")
         return cls
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's module-level ``__getattr__`` giving each name of ``exports`` (name -> the
+    module defining it) from that module, imported on first use: importing the package, or a
+    light module of it, then loads no heavy dependency (torch) that the others need."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(exports[name]), name)
+
+    return __getattr__

@@ -82,3 +82,12 @@ def test_missing_neuralcompression_skips_or_fails_where_required(monkeypatch):
     monkeypatch.setenv(REQUIRE_OPTIONAL, "1")
     with pytest.raises(pytest.fail.Exception, match=r"\[comparators\].*required"):
         import_optional("neuralcompression.models", INSTALL)
+
+
+def test_the_written_out_model_names_are_the_packages():
+    # the plan reads the names without importing NeuralCompression (and so torch)
+    from neuralcompression.zoo._msillm import VALID_WEIGHTS
+
+    from discover.codecs.illm import MSILLM_WEIGHTS
+
+    assert list(MSILLM_WEIGHTS) == list(VALID_WEIGHTS)

@@ -24,9 +24,11 @@ from PIL import Image
 
 from discover.config import validate_config
 from discover.datasets import get_dataset
+from discover.datasets.base import dataset_shard_size
 from discover.metrics.distribution import fid_protocol
 from discover.metrics.patches import fid_patches
 from discover.plan import Plan
+from discover.plan.run import forbidding_imports
 
 from .conftest import snakemake
 
@@ -36,7 +38,7 @@ PAPER_CONFIG = ROOT / "configs" / "paper.yaml"
 #: the paper's evaluation sets at full size (CLIC 2020: the professional + mobile test set)
 FULL_SIZES = {"coco": 5000, "imagenet": 50000, "kodak": 24, "clic2020": 428}
 #: a reduced copy for `snakemake -n`: two shards of COCO and ImageNet, the last one partial
-REDUCED_SIZES = {"coco": 300, "imagenet": 260, "kodak": 24, "clic2020": 428}
+REDUCED_SIZES = {"coco": 300, "imagenet": 1260, "kodak": 24, "clic2020": 428}
 
 #: where each task is measured (paper §4.1.1) and the columns its evaluation adds: COCO's six
 #: summary APs (AP, AP50, AP75, APs, APm, APl) per IoU type, top-1 / top-5 for classification
@@ -237,7 +239,7 @@ def expected_jobs(config: dict, sizes: dict[str, int]) -> dict[str, int]:
     consumer), a second (machine-step) decode where DISCOVER's composition samples other steps
     for task models than for the human metrics."""
     codecs = config["codecs"]
-    shards = {d: math.ceil(n / config["shard_size"]) for d, n in sizes.items()}
+    shards = {d: math.ceil(n / dataset_shard_size(config, d)) for d, n in sizes.items()}
     rates = {c: len(e["rates"]) for c, e in codecs.items()}
     classic = [c for c in codecs if c not in DISCOVER_CONSUMERS]  # on every dataset
     rows = {
@@ -322,14 +324,14 @@ def test_plan_at_full_size_has_the_protocols_jobs(tmp_path, monkeypatch):
     counts = {rule: n for rule, n in plan.job_count().items() if n and rule != "total"}
     assert counts == expected
     assert plan.job_count()["total"] == sum(expected.values())
-    # the same arithmetic by hand: 20 + 200 + 1 + 2 shards of 250 images
-    shards = 20 + 200 + 1 + 2
+    # the same arithmetic by hand: 20 + 1 + 2 shards of 250 images, 50 of ImageNet's 1,000
+    shards = 20 + 50 + 1 + 2
     assert counts["codec_shard"] == (6 + 6 + 6 + 7 + 6 + 7 + 7) * shards
-    assert counts["discover_encode"] == 4 * (20 + 1 + 2) + 4 * 200 + 4 * 20
-    assert counts["discover_decode"] == 4 * (20 * 3 + 1 + 2) + 4 * 200 + 4 * 20 * 3
+    assert counts["discover_encode"] == 4 * (20 + 1 + 2) + 4 * 50 + 4 * 20
+    assert counts["discover_decode"] == 4 * (20 * 3 + 1 + 2) + 4 * 50 + 4 * 20 * 3
     assert counts["discover_decode_machine"] == 4 * 20 * 3  # 8 vs 50 steps, COCO only
-    assert counts["task_predict"] == 20 * (11 + 1) * 2 + 200 * (8 + 1)
-    assert counts["ground_shard"] == 20 * 2 + 200
+    assert counts["task_predict"] == 20 * (11 + 1) * 2 + 50 * (8 + 1)
+    assert counts["ground_shard"] == 20 * 2 + 50
     assert {d: plan.table_rows(d)[-1] for d in plan.datasets} == {
         "coco": "discover-nocomp@instance_segmentation",
         "imagenet": "discover-cls@classification",
@@ -358,7 +360,9 @@ def test_dry_run_of_a_reduced_copy_plans_the_protocols_jobs(tmp_path, monkeypatc
     write_user_weights(tmp_path, config)
     monkeypatch.chdir(tmp_path)
     fill_weights_cache(tmp_path, config, Plan(config).official_weights())
-    proc = snakemake(tmp_path, PAPER_CONFIG, "-n", "--quiet", "rules", timeout=300)
+    # the Snakefile is parsed and the DAG built without torch (seconds saved on every plan)
+    env = forbidding_imports(tmp_path / "no_torch", "torch")
+    proc = snakemake(tmp_path, PAPER_CONFIG, "-n", "--quiet", "rules", timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = proc.stdout.split("Job stats:")[1].split("Reasons:")[0]
     planned = {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}

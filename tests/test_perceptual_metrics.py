@@ -218,3 +218,15 @@ def test_write_fid_patches_writes_every_patch_losslessly(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left
     patch = np.asarray(Image.open(dest / "b__p05.png"))
     np.testing.assert_array_equal(patch, wide[32:64, 32:64])
+
+
+def test_the_written_out_weight_urls_are_the_packages():
+    # the plan lists these weights without importing torchvision, piq or torch
+    import piq
+    import torchvision
+
+    from discover.metrics import weights
+
+    for arch, enum in weights.LPIPS_BACKBONES.values():
+        assert weights.TORCHVISION_URLS[arch] == getattr(torchvision.models, enum).IMAGENET1K_V1.url
+    assert weights.PIQ_DISTS_URL == piq.DISTS._weights_url

@@ -310,13 +310,44 @@ def test_the_entry_point_groups(tmp_path, monkeypatch, group, module, value, bas
 
 
 def test_codec_modules_are_imported_only_when_the_registry_is_asked():
+    # listing the types imports nothing; asking for one imports its module alone (a plan of
+    # classic codecs never imports the learned codecs' modules, and so no torch)
     code = (
         "import sys; import discover.codecs; "
-        "print('discover.codecs.pillow_codecs' in sys.modules); "
-        "discover.codecs.available(); "
-        "print('discover.codecs.pillow_codecs' in sys.modules)"
+        "mods = ('discover.codecs.pillow_codecs', 'discover.codecs.compressai_models'); "
+        "print(*(m in sys.modules for m in mods)); "
+        "print(sorted(discover.codecs.available())); "
+        "print(*(m in sys.modules for m in mods)); "
+        "discover.codecs.resolve('jpeg'); "
+        "print(*(m in sys.modules for m in mods), 'torch' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert out.stdout.split() == ["False", "True"]
+    lines = out.stdout.splitlines()
+    assert lines[0] == lines[2] == "False False"
+    assert lines[3] == "True False False"
+    from discover.codecs.registry import BUILTINS, CODECS
+
+    assert eval(lines[1]) == sorted(set(BUILTINS) | set(CODECS.entry_points()))
+
+
+def test_each_lazy_registry_names_the_module_of_every_builtin():
+    """The name -> module tables of the lazily loaded registries are what the modules
+    register: no built-in is missing from a table or filed under another module."""
+    from discover.codecs.registry import CODECS
+    from discover.grounding.registry import GROUNDERS
+    from discover.tasks.registry import TASKS
+
+    for registry, package in (
+        (CODECS, "discover.codecs."),
+        (GROUNDERS, "discover.grounding."),
+        (TASKS, "discover.tasks."),
+    ):
+        registry.load_builtins()
+        registered = {
+            name: cls.__module__
+            for name, cls in registry._classes.items()
+            if cls.__module__.startswith(package)
+        }
+        assert registered == registry.lazy, registry.kind

@@ -19,11 +19,9 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
@@ -31,6 +29,9 @@ from discover.errors import CodecError
 from discover.images import image_to_tensor, tensor_to_image
 from discover.io import write_bytes_atomic
 from discover.weights import WeightSpec, resolve
+
+if TYPE_CHECKING:
+    import torch
 
 MAGIC = b"DCAI"
 VERSION = 1
@@ -51,6 +52,7 @@ def official_weight(architecture: str, metric: str, quality: int) -> WeightSpec:
 
 def load_model(architecture: str, weight_path: Path) -> torch.nn.Module:
     """CompressAI's loading path for a state dict file (checkpoint dicts are unwrapped)."""
+    import torch
     from compressai.models import Elic2022Chandelier, Elic2022Official
     from compressai.zoo.image import model_architectures
     from compressai.zoo.pretrained import load_pretrained
@@ -79,7 +81,7 @@ def load_model(architecture: str, weight_path: Path) -> torch.nn.Module:
 
 
 def _shape_to_json(obj: Any) -> Any:
-    if isinstance(obj, torch.Size | tuple | list):
+    if isinstance(obj, tuple | list):  # torch.Size is a tuple
         return [_shape_to_json(v) for v in obj]
     if isinstance(obj, dict):
         return {k: _shape_to_json(v) for k, v in obj.items()}
@@ -166,10 +168,13 @@ class CompressAICodec(Codec):
     @property
     def gpus(self) -> int:  # type: ignore[override]
         """A cluster job asks for a GPU when the model runs on one."""
-        return int(self.cfg.get("gpus", 1 if str(self.device).startswith("cuda") else 0))
+        device = str(self.cfg.get("device", "cpu"))
+        return int(self.cfg.get("gpus", 1 if device.startswith("cuda") else 0))
 
     @property
     def device(self) -> torch.device:
+        import torch  # the plan reads this codec's facts without torch
+
         return torch.device(self.cfg.get("device", "cpu"))
 
     def weight_path(self, rate) -> Path:
@@ -203,6 +208,9 @@ class CompressAICodec(Codec):
         return self._models[key]
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:
+        import torch  # the plan reads this codec's facts without torch
+        import torch.nn.functional as F
+
         h, w = image.shape[:2]
         x = image_to_tensor(image)
         ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
@@ -212,6 +220,8 @@ class CompressAICodec(Codec):
         write_bytes_atomic(path, pack(h, w, out["strings"], out["shape"]))
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
+        import torch  # the plan reads this codec's facts without torch
+
         strings, latent_shape = read_stream(path, shape)
         try:
             with torch.no_grad():

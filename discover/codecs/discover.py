@@ -24,12 +24,13 @@ import numpy as np
 
 from discover.codecs.base import Codec
 from discover.codecs.registry import register_codec
+from discover.composition.settings import CompositionSettings
 from discover.discover_codec.bitstream import Container
 from discover.discover_codec.consumers import HUMAN, MACHINE, VIEWERS
 from discover.discover_codec.vae import SD21_VAE
 from discover.errors import CodecError
 from discover.io import write_bytes_atomic
-from discover.weights import hub_spec, resolve
+from discover.weights import PRIOR_COMPONENTS, hub_spec, resolve
 
 MASK_SOURCES = ("grounding", "gt", "none")
 
@@ -104,21 +105,15 @@ class DiscoverCodec(Codec):
 
     def official_weights(self, rate) -> list:
         """The SD VAE (unless local) and, with composition from a Hub prior, its five parts."""
-        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
-        from discover.composition.pipeline import COMPONENTS
-
         specs = super().official_weights(rate)
         prior = (self.cfg.get("composition") or {}).get("prior")
         if prior and not Path(str(prior)).expanduser().is_dir():
-            specs += [hub_spec(f"{prior}/{name}") for name in COMPONENTS]
+            specs += [hub_spec(f"{prior}/{name}") for name in PRIOR_COMPONENTS]
         return list({s.filename: s for s in specs}.values())
 
     @property
     def composition(self):
         """CompositionSettings, or None ("w/o composition")."""
-        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
-        from discover.composition import CompositionSettings
-
         cfg = self.cfg.get("composition")
         if cfg and not cfg.get("prior"):
             raise CodecError(

@@ -11,9 +11,9 @@ Install with ``pip install -e '.[comparators]'``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from discover.codecs.base import Codec
 from discover.codecs.compressai_models import pack, read_stream
@@ -23,6 +23,20 @@ from discover.images import image_to_tensor, tensor_to_image
 from discover.io import write_bytes_atomic
 from discover.weights import WeightSpec, resolve
 
+if TYPE_CHECKING:
+    import torch
+
+# The six released models, as neuralcompression.zoo._msillm.VALID_WEIGHTS names them (written out
+# so that planning a run reads them without importing torch; tests/test_illm_codec.py holds them
+# against the package's list).
+MSILLM_WEIGHTS = (
+    "target_0.035bpp",
+    "target_0.07bpp",
+    "target_0.14bpp",
+    "target_0.3bpp",
+    "target_0.45bpp",
+    "target_0.9bpp",
+)
 # The checkpoint location used by neuralcompression.zoo._msillm (inlined there too).
 MSILLM_URL = "https://dl.fbaipublicfiles.com/NeuralCompression/2023-muckley-msillm/msillm_{}.ckpt"
 
@@ -39,10 +53,9 @@ def _neuralcompression():
 
 
 def official_weight(quality: int) -> WeightSpec:
-    _, valid = _neuralcompression()
-    if not 1 <= int(quality) <= len(valid):
-        raise CodecError(f"MS-ILLM has qualities 1-{len(valid)}, not {quality}")
-    name = valid[int(quality) - 1]
+    if not 1 <= int(quality) <= len(MSILLM_WEIGHTS):
+        raise CodecError(f"MS-ILLM has qualities 1-{len(MSILLM_WEIGHTS)}, not {quality}")
+    name = MSILLM_WEIGHTS[int(quality) - 1]
     return WeightSpec(f"msillm/{name}", MSILLM_URL.format(name))
 
 
@@ -66,6 +79,8 @@ class IllmCodec(Codec):
     def model(self, rate) -> torch.nn.Module:
         key = str(rate)
         if key not in self._models:
+            import torch  # the plan reads this codec's facts without torch
+
             models, _ = _neuralcompression()
             arch = dict(self.cfg.get("model") or {})
             net = models.HiFiCAutoencoder(**arch)
@@ -91,6 +106,8 @@ class IllmCodec(Codec):
         return ", ".join(str(self.weight_path(r)) for r in self.rates)
 
     def encode(self, image: np.ndarray, rate, path: Path) -> None:
+        import torch  # the plan reads this codec's facts without torch
+
         x = image_to_tensor(image)
         with torch.no_grad():
             out = self.model(rate).compress(x, force_cpu=True)
@@ -104,6 +121,7 @@ class IllmCodec(Codec):
         write_bytes_atomic(path, data)
 
     def decode(self, path: Path, shape: tuple[int, int], rate) -> np.ndarray:
+        import torch  # the plan reads this codec's facts without torch
         from neuralcompression import HyperpriorCompressedOutput
 
         strings, sizes = read_stream(path, shape)

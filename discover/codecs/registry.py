@@ -12,18 +12,21 @@ from discover.codecs.base import Codec
 from discover.errors import CodecError, ConfigError
 from discover.registry import Registry
 
-#: the modules of the built-in codecs (each registers its classes when imported)
-BUILTINS = (
-    "avif",
-    "command",
-    "compressai_models",
-    "discover",
-    "hevc",
-    "illm",
-    "pillow_codecs",
-    "published",
-    "reference_software",
-)
+#: codec type -> the module of discover.codecs that registers it, imported when the type is
+#: first asked for (planning a run of classic codecs imports no torch)
+BUILTINS = {
+    "avif": "avif",
+    "command": "command",
+    "compressai": "compressai_models",
+    "discover": "discover",
+    "hevc": "hevc",
+    "hm": "reference_software",
+    "illm": "illm",
+    "jpeg": "pillow_codecs",
+    "published": "published",
+    "vtm": "reference_software",
+    "webp": "pillow_codecs",
+}
 
 CODECS: Registry[Codec] = Registry(
     Codec,
@@ -33,7 +36,7 @@ CODECS: Registry[Codec] = Registry(
     error=CodecError,
     attribute="type_name",
     group="discover.codecs",
-    builtins=[f"discover.codecs.{module}" for module in BUILTINS],
+    builtins={name: f"discover.codecs.{module}" for name, module in BUILTINS.items()},
 )
 
 

@@ -6,28 +6,21 @@ control module C (a ControlNet at latent resolution); DDIM gives z_0, the VAE de
 :mod:`discover.training.composition`.
 """
 
-from discover.composition.control import (
-    LatentConditioningEmbedding,
-    LatentControlNetModel,
-    control_from_unet,
-    load_control,
-)
-from discover.composition.pipeline import (
-    CompositionPipeline,
-    CompositionSettings,
-    decode_composed,
-    load_prior,
-    prompt_embedding,
-)
+from discover.registry import lazy_exports
 
-__all__ = [
-    "CompositionPipeline",
-    "CompositionSettings",
-    "LatentConditioningEmbedding",
-    "LatentControlNetModel",
-    "control_from_unet",
-    "decode_composed",
-    "load_control",
-    "load_prior",
-    "prompt_embedding",
-]
+# name -> the module that defines it; loaded on first use, so that the settings (read by the
+# plan and the CLI) import without PyTorch and diffusers
+_EXPORTS = {
+    "LatentConditioningEmbedding": "discover.composition.control",
+    "LatentControlNetModel": "discover.composition.control",
+    "control_from_unet": "discover.composition.control",
+    "load_control": "discover.composition.control",
+    "CompositionPipeline": "discover.composition.pipeline",
+    "decode_composed": "discover.composition.pipeline",
+    "load_prior": "discover.composition.pipeline",
+    "prompt_embedding": "discover.composition.pipeline",
+    "CompositionSettings": "discover.composition.settings",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -135,6 +135,12 @@ def apply_protocol(
     return img
 
 
+def dataset_shard_size(config: Mapping[str, Any], dataset: str) -> int:
+    """Images per shard of ``dataset``: its own ``shard_size``, else the config's."""
+    entry = (config.get("datasets") or {}).get(dataset) or {}
+    return int(entry.get("shard_size") or config["shard_size"])
+
+
 def shard_ids(n_items: int, shard_size: int) -> list[str]:
     return [f"s{k:04d}" for k in range(math.ceil(n_items / shard_size))]
 

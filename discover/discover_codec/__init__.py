@@ -6,7 +6,7 @@ the plan) imports without PyTorch.
 
 from __future__ import annotations
 
-import importlib
+from discover.registry import lazy_exports
 
 _EXPORTS = {
     "HUMAN": "discover.discover_codec.consumers",
@@ -22,8 +22,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

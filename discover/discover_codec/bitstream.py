@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from discover.discover_codec.consumers import HUMAN
+from discover.discover_codec.geometry import latent_grid
 from discover.discover_codec.masks import decode_mask, encode_mask
-from discover.discover_codec.net import latent_grid
 from discover.discover_codec.varint import Reader, write_varint
 from discover.errors import BitstreamError
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from discover.discover_codec.net import LATENT_STRIDE
+from discover.discover_codec.geometry import LATENT_STRIDE
 from discover.discover_codec.varint import Reader, write_varint
 from discover.errors import BitstreamError
 from discover.latent_masks import boxes_to_latent_mask, mask_to_runs

@@ -39,9 +39,7 @@ from compressai.models.sensetime import ResidualBottleneckBlock
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 
-#: ŷ is at 1/16 of the (padded) image, ẑ at 1/64; images are padded to a multiple of this.
-LATENT_STRIDE = 16
-PAD_MULTIPLE = 64
+from discover.discover_codec.geometry import LATENT_STRIDE, PAD_MULTIPLE, latent_grid  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -304,14 +302,6 @@ def pad_image(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
     """Pad (B, 3, H, W) on the bottom/right by edge replication to a multiple of ``multiple``."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="replicate")
-
-
-def latent_grid(height: int, width: int) -> tuple[int, int]:
-    """Size of ŷ for an image of ``height`` x ``width`` (after padding)."""
-    return (
-        -(-height // PAD_MULTIPLE) * (PAD_MULTIPLE // LATENT_STRIDE),
-        -(-width // PAD_MULTIPLE) * (PAD_MULTIPLE // LATENT_STRIDE),
-    )
 
 
 def parameter_counts(net: DiscoverCodecNet) -> dict[str, int]:

@@ -9,10 +9,12 @@ saved with ``save_pretrained``; both load through ``from_pretrained``.
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from discover.weights import resolve_pretrained_dir
+
+if TYPE_CHECKING:
+    import torch
 
 #: SD 2.1-base's VAE on the Hub: the target latent of the full-size model
 SD21_VAE = "stabilityai/stable-diffusion-2-1-base/vae"
@@ -47,11 +49,13 @@ def _shift(vae) -> float:
     return float(getattr(vae.config, "shift_factor", None) or 0.0)
 
 
-@torch.no_grad()
 def encode_latent(vae, x: torch.Tensor) -> torch.Tensor:
     """z_c = E(x): the scaled mode of the VAE posterior; ``x`` in [0, 1], sides multiple of 8."""
-    dist = vae.encode(x * 2 - 1).latent_dist
-    return (dist.mode() - _shift(vae)) * vae.config.scaling_factor
+    import torch  # the names of this module (SD21_VAE) are read by the plan without torch
+
+    with torch.no_grad():
+        dist = vae.encode(x * 2 - 1).latent_dist
+        return (dist.mode() - _shift(vae)) * vae.config.scaling_factor
 
 
 def decode_latent(vae, z: torch.Tensor) -> torch.Tensor:

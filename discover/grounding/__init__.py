@@ -36,43 +36,36 @@ Typical use::
     write_grounding(out_path, records, grounder.provenance())
 """
 
-from discover.errors import GroundingError
-from discover.grounding import (  # noqa: F401  (registration)
-    detector,
-    grounding_dino,
-    gt,
-    none,
-)
-from discover.grounding.base import Detections, Grounder, label_key
-from discover.grounding.detector import Detector, TorchvisionDetector, build_detector
-from discover.grounding.grounding_dino import chunk_labels, label_prompt, merge_detections
-from discover.grounding.masks import decode_mask_record, grounding_record, record_detections
-from discover.grounding.registry import available, get_grounder, register_grounder, resolve
-from discover.grounding.shard import ground_images, read_grounding, write_grounding
-from discover.latent_masks import boxes_to_latent_mask, latent_grid, masked_fraction
+from discover.registry import lazy_exports
 
-__all__ = [
-    "Detections",
-    "Detector",
-    "Grounder",
-    "GroundingError",
-    "TorchvisionDetector",
-    "available",
-    "boxes_to_latent_mask",
-    "build_detector",
-    "chunk_labels",
-    "decode_mask_record",
-    "get_grounder",
-    "ground_images",
-    "grounding_record",
-    "label_prompt",
-    "latent_grid",
-    "masked_fraction",
-    "merge_detections",
-    "label_key",
-    "read_grounding",
-    "record_detections",
-    "register_grounder",
-    "resolve",
-    "write_grounding",
-]
+# name -> the module that defines it; loaded on first use, so that the plan (which asks the
+# registry for backends and the default model) imports without PyTorch
+_EXPORTS = {
+    "GroundingError": "discover.errors",
+    "DEFAULT_MODEL": "discover.grounding.base",
+    "Detections": "discover.grounding.base",
+    "Grounder": "discover.grounding.base",
+    "label_key": "discover.grounding.base",
+    "Detector": "discover.grounding.detector",
+    "TorchvisionDetector": "discover.grounding.detector",
+    "build_detector": "discover.grounding.detector",
+    "chunk_labels": "discover.grounding.grounding_dino",
+    "label_prompt": "discover.grounding.grounding_dino",
+    "merge_detections": "discover.grounding.grounding_dino",
+    "decode_mask_record": "discover.grounding.masks",
+    "grounding_record": "discover.grounding.masks",
+    "record_detections": "discover.grounding.masks",
+    "available": "discover.grounding.registry",
+    "get_grounder": "discover.grounding.registry",
+    "register_grounder": "discover.grounding.registry",
+    "resolve": "discover.grounding.registry",
+    "ground_images": "discover.grounding.shard",
+    "read_grounding": "discover.grounding.shard",
+    "write_grounding": "discover.grounding.shard",
+    "boxes_to_latent_mask": "discover.latent_masks",
+    "latent_grid": "discover.latent_masks",
+    "masked_fraction": "discover.latent_masks",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,6 +16,9 @@ import numpy as np
 
 from discover.errors import ConfigError, GroundingError
 
+#: the Grounding DINO checkpoint of the ``grounding-dino`` backend unless configured
+DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
+
 
 def label_key(label: str) -> str:
     """The form labels are compared in: lower case, single spaces, no dots (Grounding DINO's

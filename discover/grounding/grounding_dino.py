@@ -22,11 +22,15 @@ from PIL import Image
 from torchvision.ops import batched_nms, nms
 
 from discover.errors import ConfigError, GroundingError
-from discover.grounding.base import Detections, Grounder, check_image, label_key
+from discover.grounding.base import (  # noqa: F401  (DEFAULT_MODEL re-exported)
+    DEFAULT_MODEL,
+    Detections,
+    Grounder,
+    check_image,
+    label_key,
+)
 from discover.grounding.registry import register_grounder
 from discover.weights import resolve_pretrained_dir
-
-DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
 
 
 def label_prompt(labels: Sequence[str]) -> str:

@@ -20,7 +20,13 @@ GROUNDERS: Registry[Grounder] = Registry(
     ),
     error=GroundingError,
     attribute="name",
-    builtins=["discover.grounding"],  # registers the built-in backends
+    # backend -> the module that registers it, imported when the backend is first asked for
+    builtins={
+        "detector": "discover.grounding.detector",
+        "grounding-dino": "discover.grounding.grounding_dino",
+        "gt": "discover.grounding.gt",
+        "none": "discover.grounding.none",
+    },
 )
 
 

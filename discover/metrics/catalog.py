@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from discover.errors import ConfigError
+from discover.metrics.weights import (
+    inception_weight,
+    lpips_backbone_weight,
+    piq_dists_weight,
+    torchvision_weight,
+)
 from discover.weights import WeightSpec, cache_dir
 
 
@@ -95,17 +102,14 @@ def distribution_feature_sets(config: Mapping[str, Any]) -> list[str]:
 
 def metric_weights(column: str, config: Mapping[str, Any]) -> list[WeightSpec]:
     """Official weights (from the weights cache) that computing ``column`` reads."""
-    # the metric modules load PyTorch: the plan and the table jobs read this catalog without it
-    from discover.metrics import fid, perceptual
-
     pc = perceptual_config(config)
     if column == "lpips":
-        return [perceptual.lpips_backbone_weight(pc["lpips_net"])]
+        return [lpips_backbone_weight(pc["lpips_net"])]
     if column == "dists":
-        specs = [perceptual.torchvision_weight("vgg16")]
-        return specs + ([perceptual.piq_dists_weight()] if pc["dists_backend"] == "piq" else [])
+        specs = [torchvision_weight("vgg16")]
+        return specs + ([piq_dists_weight()] if pc["dists_backend"] == "piq" else [])
     if column in ("fid", "kid"):
-        return [fid.inception_weight()]
+        return [inception_weight()]
     return []
 
 
@@ -162,3 +166,33 @@ def image_scorers(config: Mapping[str, Any], metric_status: Mapping[str, str]) -
                 dists_distance, backend=pc["dists_backend"], cache=cache, device=pc["device"]
             )
     return scorers
+
+
+FID_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "whole": {"patch": None, "shifted": False},
+    "patches-256": {"patch": 256, "shifted": False},
+    "patches-256-shifted": {"patch": 256, "shifted": True},
+}
+# The paper divides CLIC 2020 images (after the clic2020 resize/crop) into 256x256 patches for
+# FID/KID (§4.1.2); the same patches on Kodak and whole images on COCO are our choice.
+DEFAULT_FID_PROTOCOL = {"kodak": "patches-256", "clic2020": "patches-256"}
+
+
+def fid_protocol(dataset_cfg: Mapping[str, Any], dataset: str = "") -> dict[str, Any]:
+    """The FID protocol of a dataset entry: ``fid_protocol`` (a preset name or
+    ``{patch, shifted}``), else the preset of its image protocol, else whole images."""
+    value = dataset_cfg.get("fid_protocol")
+    if value is None:
+        image_protocol = dataset_cfg.get("protocol") or dataset_cfg.get("type")
+        value = DEFAULT_FID_PROTOCOL.get(str(image_protocol), "whole")
+    if isinstance(value, str):
+        if value not in FID_PROTOCOLS:
+            raise ConfigError(
+                f"config key datasets.{dataset}.fid_protocol: unknown preset {value!r} "
+                f"(one of {', '.join(FID_PROTOCOLS)}, or {{patch: <px>, shifted: <bool>}})"
+            )
+        return {"name": value, **FID_PROTOCOLS[value]}
+    patch = value.get("patch")
+    shifted = bool(value.get("shifted", False))
+    name = f"patches-{patch}{'-shifted' if shifted else ''}" if patch else "whole"
+    return {"name": name, "patch": patch, "shifted": shifted}

@@ -26,7 +26,12 @@ from PIL import Image
 from discover.errors import ConfigError, DatasetError
 from discover.images import read_rgb
 from discover.io import atomic_path
-from discover.metrics.catalog import feature_suffix, fid_config
+from discover.metrics.catalog import (  # noqa: F401  (fid_protocol re-exported)
+    FID_PROTOCOLS,
+    feature_suffix,
+    fid_config,
+    fid_protocol,
+)
 from discover.metrics.fid import (
     fid_kid_from_features,
     folder_features,
@@ -38,35 +43,6 @@ from discover.shards import shard_images
 from discover.tasks.mini_resnet import load_classifier, normalise
 
 PathLike = str | os.PathLike
-
-FID_PROTOCOLS: dict[str, dict[str, Any]] = {
-    "whole": {"patch": None, "shifted": False},
-    "patches-256": {"patch": 256, "shifted": False},
-    "patches-256-shifted": {"patch": 256, "shifted": True},
-}
-# The paper divides CLIC 2020 images (after the clic2020 resize/crop) into 256x256 patches for
-# FID/KID (§4.1.2); the same patches on Kodak and whole images on COCO are our choice.
-DEFAULT_FID_PROTOCOL = {"kodak": "patches-256", "clic2020": "patches-256"}
-
-
-def fid_protocol(dataset_cfg: Mapping[str, Any], dataset: str = "") -> dict[str, Any]:
-    """The FID protocol of a dataset entry: ``fid_protocol`` (a preset name or
-    ``{patch, shifted}``), else the preset of its image protocol, else whole images."""
-    value = dataset_cfg.get("fid_protocol")
-    if value is None:
-        image_protocol = dataset_cfg.get("protocol") or dataset_cfg.get("type")
-        value = DEFAULT_FID_PROTOCOL.get(str(image_protocol), "whole")
-    if isinstance(value, str):
-        if value not in FID_PROTOCOLS:
-            raise ConfigError(
-                f"config key datasets.{dataset}.fid_protocol: unknown preset {value!r} "
-                f"(one of {', '.join(FID_PROTOCOLS)}, or {{patch: <px>, shifted: <bool>}})"
-            )
-        return {"name": value, **FID_PROTOCOLS[value]}
-    patch = value.get("patch")
-    shifted = bool(value.get("shifted", False))
-    name = f"patches-{patch}{'-shifted' if shifted else ''}" if patch else "whole"
-    return {"name": name, "patch": patch, "shifted": shifted}
 
 
 def write_protocol_images(

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 from cleanfid import fid
-from cleanfid.downloads_helper import inception_url
 from cleanfid.inception_torchscript import InceptionV3W
 from PIL import Image
 
@@ -41,7 +40,8 @@ from discover.datasets.base import id_from_path, list_image_files, open_image
 from discover.errors import DatasetError, MetricInputError
 from discover.io import atomic_dir
 from discover.metrics.patches import fid_patches
-from discover.weights import WeightSpec, resolve
+from discover.metrics.weights import inception_weight  # noqa: F401  (re-exported)
+from discover.weights import resolve
 
 PathLike = str | os.PathLike
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
@@ -54,11 +54,6 @@ INCEPTION_MODES = ("clean", "legacy_tensorflow")
 
 # Built Inception extractors, per process (the TorchScript file is ~100 MB).
 _EXTRACTORS: dict[tuple[str, ...], FeatureExtractor] = {}
-
-
-def inception_weight() -> WeightSpec:
-    """The TorchScript Inception clean-fid downloads (``cleanfid.downloads_helper``)."""
-    return WeightSpec("clean-fid/inception-2015-12-05", inception_url)
 
 
 def inception_feature_extractor(

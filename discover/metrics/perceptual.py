@@ -35,23 +35,22 @@ import lpips
 import numpy as np
 import piq
 import torch
-import torchvision
 from DISTS_pytorch import DISTS
 from DISTS_pytorch.DISTS_pt import prepare_image
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
 from discover.errors import WeightsMissingError
+from discover.metrics.weights import (  # noqa: F401  (re-exported)
+    LPIPS_BACKBONES,
+    lpips_backbone_weight,
+    perceptual_weight_specs,
+    piq_dists_weight,
+    torchvision_weight,
+)
 from discover.weights import WeightSpec, resolve
 
 PathLike = str | os.PathLike
-
-# lpips' ``net`` names -> torchvision's weight enum of the backbone it builds with pretrained=True
-_LPIPS_BACKBONES = {
-    "alex": ("alexnet", "AlexNet_Weights"),
-    "vgg": ("vgg16", "VGG16_Weights"),
-    "squeeze": ("squeezenet1_1", "SqueezeNet1_1_Weights"),
-}
 
 DISTS_BACKENDS = ("dists_pytorch", "piq")
 
@@ -61,31 +60,9 @@ _MODELS: dict[tuple[str, ...], torch.nn.Module] = {}
 _HUB_LOCK = threading.Lock()
 
 
-def torchvision_weight(arch: str) -> WeightSpec:
-    """torchvision's ImageNet weights (IMAGENET1K_V1, what ``pretrained=True`` loads)."""
-    enums = {tv_arch: enum for tv_arch, enum in _LPIPS_BACKBONES.values()}
-    if arch not in enums:
-        raise ValueError(f"no torchvision weight for {arch!r} (one of {', '.join(enums)})")
-    url = getattr(torchvision.models, enums[arch]).IMAGENET1K_V1.url
-    return WeightSpec(f"torchvision/{arch}", url)
-
-
-def lpips_backbone_weight(net: str = "alex") -> WeightSpec:
-    """The backbone weight ``lpips.LPIPS(net=net)`` loads."""
-    if net not in _LPIPS_BACKBONES:
-        raise ValueError(f"unknown LPIPS net {net!r} (one of {', '.join(_LPIPS_BACKBONES)})")
-    return torchvision_weight(_LPIPS_BACKBONES[net][0])
-
-
-def piq_dists_weight() -> WeightSpec:
-    """piq's DISTS alpha/beta file (the URL ``piq.DISTS`` downloads from)."""
-    return WeightSpec("piq/dists", piq.DISTS._weights_url)
-
-
 def weight_specs(lpips_net: str = "alex") -> list[WeightSpec]:
     """Every cached weight LPIPS (with ``lpips_net``) and both DISTS backends load."""
-    specs = [lpips_backbone_weight(lpips_net), torchvision_weight("vgg16"), piq_dists_weight()]
-    return list({spec.filename: spec for spec in specs}.values())
+    return perceptual_weight_specs(lpips_net)
 
 
 @contextlib.contextmanager

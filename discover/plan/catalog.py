@@ -12,16 +12,19 @@ from typing import Any
 from discover.codecs import get_codec
 from discover.config import grounding_config
 from discover.datasets import get_dataset, shard_ids
+from discover.datasets.base import dataset_shard_size
 from discover.errors import ConfigError
 from discover.metrics import METRICS
 from discover.metrics.catalog import (
     distribution_feature_sets,
     feature_suffix,
     fid_config,
+    fid_protocol,
     metric_columns,
     metric_status,
 )
 from discover.plan.weights import Weights
+from discover.tasks.weight_files import is_weights_name, required_files, required_weights
 
 RESERVED_DATASET_NAMES = {"metrics", "tables", "plots", "logs", "benchmarks", "report", "semantics"}
 RESERVED_CODEC_NAMES = {"reference"}
@@ -39,6 +42,14 @@ class Catalog(Weights):
         for name in config["codecs"]:
             if name in RESERVED_CODEC_NAMES:
                 raise ConfigError(f"config key codecs.{name}: the name {name!r} is reserved")
+        self._codecs: dict[str, Any] = {}
+
+    def codec(self, name: str):
+        """The codec ``name`` of the config, built once: its facts (GPUs, weights, consumers)
+        are asked for by every job of the DAG."""
+        if name not in self._codecs:
+            self._codecs[name] = get_codec(name, self.config)
+        return self._codecs[name]
 
     @cached_property
     def datasets(self) -> list[str]:
@@ -52,7 +63,7 @@ class Catalog(Weights):
         return self._counts[dataset]
 
     def shards(self, dataset: str) -> list[str]:
-        return shard_ids(self._counts[dataset], self.config["shard_size"])
+        return shard_ids(self._counts[dataset], dataset_shard_size(self.config, dataset))
 
     @property
     def codecs(self) -> list[str]:
@@ -131,9 +142,6 @@ class Catalog(Weights):
     def task_checkpoint(self, task: str) -> str | None:
         """The task model's checkpoint file (trained by the pipeline or given), or None for a
         torchvision weights name (read from the weights cache)."""
-        # PyTorch and the task models load on use: the plan is built without them
-        from discover.tasks.models import is_weights_name
-
         cfg = self.config["tasks"][task]
         if cfg.get("trained"):
             return str(self.trained_task_model(cfg["trained"], f"tasks.{task}.trained"))
@@ -141,11 +149,6 @@ class Catalog(Weights):
         return None if is_weights_name(weights) and not Path(weights).is_file() else weights
 
     def task_weight_files(self, task: str) -> list[str]:
-
-        # PyTorch and the task models load on use: the plan is built without them
-        from discover.tasks.mmdet_backend import required_files
-        from discover.tasks.models import required_weights
-
         cfg = self.config["tasks"][task]
         if cfg.get("backend") == "mmdet":  # an mmdet config + checkpoint (no sidecar)
             return required_files(cfg, self.weights_cache, task)
@@ -203,7 +206,7 @@ class Catalog(Weights):
         """GPUs per encode/decode job: the config's ``gpus`` or the codec class default."""
 
         entry = self.config["codecs"][codec]
-        return int(entry.get("gpus", get_codec(codec, self.config).gpus))
+        return int(entry.get("gpus", self.codec(codec).gpus))
 
     def codec_gpu_model(self, codec: str) -> str:
         """The SLURM GPU model of a codec's GPU jobs ("" when it names none or uses no GPU)."""
@@ -248,10 +251,6 @@ class Catalog(Weights):
         ]
 
     def fid_protocol(self, dataset: str) -> dict:
-
-        # FID/KID module: PyTorch, kept out of the plan
-        from discover.metrics.distribution import fid_protocol
-
         return fid_protocol(self.config["datasets"][dataset], dataset)
 
     @property
@@ -282,12 +281,12 @@ class Catalog(Weights):
     def official_weight(self, codec: str, rate: str):
         """The official weight a codec's rate point loads from the cache, or None."""
 
-        return get_codec(codec, self.config).official_weight(rate)
+        return self.codec(codec).official_weight(rate)
 
     def official_codec_weights(self, codec: str, rate: str) -> list:
         """Every cached weight a codec's rate point loads (e.g. a Hub prior's five parts)."""
 
-        return get_codec(codec, self.config).official_weights(rate)
+        return self.codec(codec).official_weights(rate)
 
     def codec_weight_files(self, codec: str, rate: str) -> list[str]:
         """Weight files a codec job reads: trained by a rule, given in config, or the cached

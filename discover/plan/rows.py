@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from discover.codecs import get_codec
 from discover.config import grounding_config, needs_annotations
 from discover.discover_codec.consumers import HUMAN
 from discover.errors import ConfigError
 from discover.labels.config import label_config, task_config
 from discover.metrics.catalog import official_metric_weights
 from discover.plan.catalog import Catalog
+from discover.tasks.weight_files import required_weights
 from discover.weights import hub_spec
 
 
@@ -21,7 +21,7 @@ class Rows(Catalog):
 
         if not self.runs_on(codec, dataset):
             return []
-        consumers = get_codec(codec, self.config).consumers(
+        consumers = self.codec(codec).consumers(
             self.has_annotations(dataset), needs_annotations(self.config)
         )
         # a container carries the streams of the tasks evaluated on its dataset: an evaluated
@@ -132,7 +132,7 @@ class Rows(Catalog):
     def grounded_tasks(self, codec: str, dataset: str) -> list[str]:
         """Tasks of a DISCOVER codec whose masks come from the semantics stage on a dataset."""
 
-        sources = get_codec(codec, self.config).tasks
+        sources = self.codec(codec).tasks
         return [t for t in self.consumers(codec, dataset) if sources.get(t) == "grounding"]
 
     @property
@@ -177,7 +177,7 @@ class Rows(Catalog):
     def check_semantics(self) -> None:
         """Fail before any job runs: tasks defined, stride equal to DISCOVER's latent stride."""
         # the DISCOVER network module imports PyTorch: kept out of the plan
-        from discover.discover_codec.net import LATENT_STRIDE
+        from discover.discover_codec.geometry import LATENT_STRIDE
 
         tasks = self.semantic_tasks
         for task in tasks:
@@ -347,8 +347,6 @@ class Rows(Catalog):
         for spec in self.training_hub_specs():  # a pretrained prior or VAE the train rules read
             specs[spec.filename] = spec
         # PyTorch and the task models load on use: the plan is built without them
-        from discover.tasks.models import required_weights
-
         for task in self.evaluated_tasks:  # torchvision weights names (COCO_V1, IMAGENET1K_V1)
             if (self.config["tasks"][task] or {}).get("backend") != "mmdet":
                 for spec in required_weights(self.config["tasks"][task]):
@@ -358,8 +356,7 @@ class Rows(Catalog):
     def semantics_weights(self, part: str | None = None) -> list:
         """Hub models of the semantics stage that are not local directories (``part``:
         "grounding", "labels" or both): `snakemake fetch_weights` snapshots them."""
-        # the grounding backends import PyTorch: kept out of the plan
-        from discover.grounding.grounding_dino import DEFAULT_MODEL
+        from discover.grounding.base import DEFAULT_MODEL  # a grounding constant, no torch
 
         refs = []
         if self.semantic_tasks and part in (None, "grounding"):

@@ -568,7 +568,7 @@ def run_latent_figure(
     # the DISCOVER model's and the composition's modules, which import PyTorch and diffusers
     from discover.composition.pipeline import compose_latent
     from discover.discover_codec.bitstream import Container
-    from discover.discover_codec.net import LATENT_STRIDE
+    from discover.discover_codec.geometry import LATENT_STRIDE
     from discover.discover_codec.vae import decode_latent
     from discover.images import tensor_to_image
     from discover.metrics.fidelity import psnr

@@ -32,67 +32,39 @@ Typical use::
     metrics = task.evaluate(load_predictions(path), gt)
 """
 
-from discover.errors import TaskError
-from discover.tasks import (  # noqa: F401  (registration)
-    classification,
-    detection,
-    instance_segmentation,
-)
-from discover.tasks.base import (
-    PRESETS,
-    Geometry,
-    InputProtocol,
-    Predictions,
-    Task,
-    load_predictions,
-    save_predictions,
-)
-from discover.tasks.classification import ClassificationTask
-from discover.tasks.detection import DetectionTask, category_ids
-from discover.tasks.evaluation import (
-    EVALUATORS,
-    classification_accuracy,
-    coco_evaluate,
-    read_annotations,
-)
-from discover.tasks.instance_segmentation import InstanceSegmentationTask
-from discover.tasks.mmdet_backend import MMDetDetector
-from discover.tasks.models import (
-    TorchvisionClassifier,
-    build_classifier,
-    build_task_model,
-    load_task_model,
-    required_weights,
-    weight_spec,
-)
-from discover.tasks.registry import available, get_task, register_task, resolve
+from discover.registry import lazy_exports
 
-__all__ = [
-    "EVALUATORS",
-    "PRESETS",
-    "ClassificationTask",
-    "DetectionTask",
-    "Geometry",
-    "InputProtocol",
-    "InstanceSegmentationTask",
-    "MMDetDetector",
-    "Predictions",
-    "Task",
-    "TaskError",
-    "TorchvisionClassifier",
-    "available",
-    "build_classifier",
-    "build_task_model",
-    "category_ids",
-    "classification_accuracy",
-    "coco_evaluate",
-    "get_task",
-    "load_predictions",
-    "load_task_model",
-    "read_annotations",
-    "register_task",
-    "required_weights",
-    "resolve",
-    "save_predictions",
-    "weight_spec",
-]
+# name -> the module that defines it; loaded on first use, so that the plan (which asks the
+# registry for task types) and header-reading commands import without PyTorch
+_EXPORTS = {
+    "TaskError": "discover.errors",
+    "PRESETS": "discover.tasks.base",
+    "Geometry": "discover.tasks.base",
+    "InputProtocol": "discover.tasks.base",
+    "Predictions": "discover.tasks.base",
+    "Task": "discover.tasks.base",
+    "load_predictions": "discover.tasks.base",
+    "save_predictions": "discover.tasks.base",
+    "ClassificationTask": "discover.tasks.classification",
+    "DetectionTask": "discover.tasks.detection",
+    "category_ids": "discover.tasks.detection",
+    "EVALUATORS": "discover.tasks.evaluation",
+    "classification_accuracy": "discover.tasks.evaluation",
+    "coco_evaluate": "discover.tasks.evaluation",
+    "read_annotations": "discover.tasks.evaluation",
+    "InstanceSegmentationTask": "discover.tasks.instance_segmentation",
+    "MMDetDetector": "discover.tasks.mmdet_backend",
+    "TorchvisionClassifier": "discover.tasks.models",
+    "build_classifier": "discover.tasks.models",
+    "build_task_model": "discover.tasks.models",
+    "load_task_model": "discover.tasks.models",
+    "required_weights": "discover.tasks.models",
+    "weight_spec": "discover.tasks.models",
+    "available": "discover.tasks.registry",
+    "get_task": "discover.tasks.registry",
+    "register_task": "discover.tasks.registry",
+    "resolve": "discover.tasks.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from discover.errors import TaskError
 from discover.tasks.base import TOPK, Predictions, Task, batched
 from discover.tasks.evaluation import classification_accuracy
 from discover.tasks.registry import register_task
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_task("classification")
@@ -56,6 +58,8 @@ class ClassificationTask(Task):
     ) -> Predictions:
         """Top-5 classes per image (``categories`` is not used: labels share the model's
         class indices)."""
+        import torch  # the plan reads this task's metrics without torch
+
         predictions: Predictions = []
         for group in batched(images, self.batch_size):
             arrays = [self.protocol.apply(image)[0] for _, image in group]
@@ -83,5 +87,7 @@ class ClassificationTask(Task):
 
 
 def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
+    import torch  # the plan reads this task's metrics without torch
+
     batch = np.stack(arrays).astype(np.float32) / 255.0
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()

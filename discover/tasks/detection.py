@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from discover.errors import ConfigError, TaskError
 from discover.grounding.base import label_key
 from discover.tasks.base import Geometry, Predictions, Task, batched
 from discover.tasks.evaluation import EVALUATORS, coco_evaluate, coco_metric_names
 from discover.tasks.registry import register_task
+
+if TYPE_CHECKING:
+    import torch
 
 NOT_A_CATEGORY = {"__background__", "n/a", "background"}
 
@@ -66,6 +68,8 @@ def category_ids(
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 3xHxW float in [0, 1] (torchvision detectors normalise inside)."""
+    import torch  # the plan reads this task's metrics without torch
+
     # astype copies: inputs may be read-only views (PIL arrays), which torch warns about
     return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / 255.0
 
@@ -101,20 +105,22 @@ class DetectionTask(Task):
         if not hasattr(self.model, "categories") or not hasattr(self.model, "model"):
             raise TaskError(f"task {self.task_name}: the model is not a TorchvisionDetector")
 
-    @torch.inference_mode()
     def predict(
         self,
         images: Iterable[tuple[int | str, np.ndarray]],
         categories: Sequence[Mapping[str, Any]] | None = None,
     ) -> Predictions:
+        import torch  # the plan reads this task's metrics without torch
+
         ids = category_ids(self.model.categories, categories)
         predictions: Predictions = []
-        for group in batched(images, self.batch_size):
-            processed = [self.protocol.apply(image) for _, image in group]
-            outputs = self._forward([arr for arr, _ in processed])
-            for (iid, _), (_, geometry), output in zip(group, processed, outputs, strict=True):
-                output = {k: v.cpu() for k, v in output.items()}
-                predictions.extend(self._records(iid, geometry, output, ids))
+        with torch.inference_mode():
+            for group in batched(images, self.batch_size):
+                processed = [self.protocol.apply(image) for _, image in group]
+                outputs = self._forward([arr for arr, _ in processed])
+                for (iid, _), (_, geometry), output in zip(group, processed, outputs, strict=True):
+                    output = {k: v.cpu() for k, v in output.items()}
+                    predictions.extend(self._records(iid, geometry, output, ids))
         return predictions
 
     def _forward(self, arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:

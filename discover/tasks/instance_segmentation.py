@@ -11,15 +11,17 @@ at 0.5 in the pixels of the image as given.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from discover.tasks.base import Geometry, Predictions
 from discover.tasks.detection import DetectionTask
 from discover.tasks.evaluation import coco_metric_names
 from discover.tasks.registry import register_task
+
+if TYPE_CHECKING:
+    import torch
 
 MASK_THRESHOLD = 0.5  # Mask R-CNN's (torchvision's paste_masks, Detectron2)
 
@@ -27,6 +29,8 @@ MASK_THRESHOLD = 0.5  # Mask R-CNN's (torchvision's paste_masks, Detectron2)
 def masks_to_original(probabilities: torch.Tensor, geometry: Geometry) -> np.ndarray:
     """(N, 1, h, w) mask probabilities of the processed image -> (N, H, W) bool masks of the
     original: pasted back into the resized frame (outside the crop: background), resized."""
+    import torch.nn.functional as F  # the plan reads this task's metrics without torch
+
     probs = probabilities[:, 0].float()
     if geometry.identity:
         return (probs >= MASK_THRESHOLD).numpy()

@@ -24,7 +24,7 @@ when a task uses this backend.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,11 @@ import torch
 
 from discover.errors import ConfigError, TaskError
 from discover.grounding.base import Detections, check_image
+from discover.tasks.weight_files import PACKAGED_PREFIX, required_files  # noqa: F401
 from discover.weights import cache_dir
 
 BACKENDS = ("torchvision", "mmdet")
 INSTALL_HINT = "make mmdet (or: bash scripts/mmdet/install.sh <venv>)"
-PACKAGED_PREFIX = "mmdet::"
 BACKGROUND = "__background__"
 
 
@@ -76,22 +76,6 @@ def resolve_file(value: str, weights_cache: str | os.PathLike | None, where: str
         f"config key {where}: {value!r} is neither a file nor in the weights cache "
         f"{cache_dir(weights_cache)} (the mmdet backend never downloads; place the file there)"
     )
-
-
-def required_files(
-    task_cfg: Mapping[str, Any], weights_cache: str | os.PathLike | None, task: str = "<task>"
-) -> list[str]:
-    """The files a task with backend mmdet reads (its checkpoint and, unless packaged with
-    mmdet, its config), for a workflow's inputs."""
-    files = []
-    for key in ("config", "weights"):
-        value = str(task_cfg.get(key) or "")
-        if value and not value.startswith(PACKAGED_PREFIX):
-            path = Path(value).expanduser()
-            files.append(str(path if path.is_file() else cache_dir(weights_cache) / value))
-        elif not value:
-            raise ConfigError(f"config key tasks.{task}.{key}: needed by backend mmdet")
-    return files
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:

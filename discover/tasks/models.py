@@ -38,6 +38,12 @@ from discover.io import atomic_path, write_text_atomic
 from discover.tasks.base import InputProtocol
 from discover.tasks.mini_resnet import MiniResNet, normalise
 from discover.tasks.mmdet_backend import BACKENDS, MMDetDetector, load_mmdet_model
+from discover.tasks.weight_files import (  # noqa: F401  (re-exported)
+    is_weights_name,
+    required_weights,
+    torchvision_weights,
+    weight_spec,
+)
 from discover.weights import WeightSpec, resolve, sha256
 
 MINI_RESNET = "mini-resnet"
@@ -48,30 +54,6 @@ DETECTION_KINDS = ("detection", "instance_segmentation")
 # -- torchvision weights names ---------------------------------------------------------------
 
 
-def is_weights_name(value: str) -> bool:
-    """``Xxx_Weights.MEMBER`` (torchvision's spelling) rather than a file path."""
-    head, dot, member = str(value).partition(".")
-    return bool(dot) and head.endswith("_Weights") and member.isidentifier() and "/" not in value
-
-
-def torchvision_weights(name: str) -> Any:
-    """The torchvision weights enum member called ``name``."""
-    from torchvision.models import get_weight
-
-    try:
-        return get_weight(name)
-    except (KeyError, ValueError, AttributeError) as exc:
-        raise ConfigError(
-            f"{name!r} is not a torchvision weights name (e.g. ResNet50_Weights.IMAGENET1K_V1)"
-        ) from exc
-
-
-def weight_spec(name: str) -> WeightSpec:
-    """Where torchvision weights ``name`` come from and their file name in the weights cache
-    (what ``fetch_weights`` downloads)."""
-    return WeightSpec(name, torchvision_weights(name).url)
-
-
 def architecture_of(weights: Any) -> str:
     """The torchvision builder whose weights enum ``weights`` belongs to."""
     import torchvision
@@ -80,12 +62,6 @@ def architecture_of(weights: Any) -> str:
         if torchvision.models.get_model_weights(arch) is type(weights):
             return arch
     raise TaskError(f"no torchvision model builder takes {type(weights).__name__}")
-
-
-def required_weights(task_cfg: Mapping[str, Any]) -> list[WeightSpec]:
-    """The official weights a task's config needs in the cache (none for a checkpoint)."""
-    weights = task_cfg.get("weights")
-    return [weight_spec(str(weights))] if weights and is_weights_name(str(weights)) else []
 
 
 @contextlib.contextmanager

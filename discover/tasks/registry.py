@@ -9,7 +9,6 @@ from typing import Any
 from discover.errors import ConfigError, TaskError
 from discover.registry import Registry
 from discover.tasks.base import Task
-from discover.tasks.models import load_task_model
 
 TASKS: Registry[Task] = Registry(
     Task,
@@ -18,7 +17,12 @@ TASKS: Registry[Task] = Registry(
     unknown="unknown task type {name!r} (registered: {registered})",
     error=TaskError,
     attribute="name",
-    builtins=["discover.tasks"],  # registers the built-in tasks
+    # task type -> the module that registers it, imported when the type is first asked for
+    builtins={
+        "classification": "discover.tasks.classification",
+        "detection": "discover.tasks.detection",
+        "instance_segmentation": "discover.tasks.instance_segmentation",
+    },
 )
 
 
@@ -63,6 +67,9 @@ def get_task(
     cfg = dict(tasks[name] or {})
     cls = resolve(task_type(name, cfg))
     if model is None:
+        # the models load PyTorch; the plan reads task types from this registry without it
+        from discover.tasks.models import load_task_model
+
         checked = cls.checked_config(cfg, name)
         if not checked.get("weights"):
             raise ConfigError(
