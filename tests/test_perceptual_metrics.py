@@ -221,7 +221,7 @@ def test_write_fid_patches_writes_every_patch_losslessly(tmp_path):
 
 
 def test_the_written_out_weight_urls_are_the_packages():
-    # the plan lists these weights without importing torchvision, piq or torch
+    # the plan lists these weights without importing torchvision, piq, clean-fid or torch
     import piq
     import torchvision
 
@@ -230,3 +230,6 @@ def test_the_written_out_weight_urls_are_the_packages():
     for arch, enum in weights.LPIPS_BACKBONES.values():
         assert weights.TORCHVISION_URLS[arch] == getattr(torchvision.models, enum).IMAGENET1K_V1.url
     assert weights.PIQ_DISTS_URL == piq.DISTS._weights_url
+    from cleanfid.downloads_helper import inception_url
+
+    assert weights.INCEPTION_URL == inception_url

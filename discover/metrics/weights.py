@@ -1,14 +1,13 @@
 """The official weights the metrics read from the weights cache, named without importing the
 metric packages (torch): the plan and the table jobs list them at parse time.
 
-The URLs are those the packages download from, written out; tests/test_perceptual.py and
-tests/test_fid.py hold them against ``torchvision.models.<Enum>.IMAGENET1K_V1.url``,
-``piq.DISTS._weights_url`` and clean-fid's ``inception_url``.
+The URLs are those the packages download from, written out (the catalog of metrics reads them
+without importing torch or clean-fid); tests/test_perceptual_metrics.py holds them against
+``torchvision.models.<Enum>.IMAGENET1K_V1.url``, ``piq.DISTS._weights_url`` and clean-fid's
+``inception_url``.
 """
 
 from __future__ import annotations
-
-from cleanfid.downloads_helper import inception_url  # no torch
 
 from discover.weights import WeightSpec
 
@@ -27,6 +26,8 @@ TORCHVISION_URLS = {
     "squeezenet1_1": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
 }
 
+#: the TorchScript Inception clean-fid downloads (``cleanfid.downloads_helper.inception_url``)
+INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 #: the alpha/beta file ``piq.DISTS`` downloads
 PIQ_DISTS_URL = (
     "https://github.com/photosynthesis-team/piq/releases/download/v0.4.1/dists_weights.pt"
@@ -35,7 +36,7 @@ PIQ_DISTS_URL = (
 
 def inception_weight() -> WeightSpec:
     """The TorchScript Inception clean-fid downloads (``cleanfid.downloads_helper``)."""
-    return WeightSpec("clean-fid/inception-2015-12-05", inception_url)
+    return WeightSpec("clean-fid/inception-2015-12-05", INCEPTION_URL)
 
 
 def torchvision_weight(arch: str) -> WeightSpec:
