@@ -6,7 +6,8 @@ downloads otherwise. While a model is built, ``torch_hub_from_cache`` makes the 
 temporary one holding links to cached files under those names, so the package's own loading code
 reads the cache and nothing is downloaded (compute nodes may be offline).
 
-Weights (``weight_specs`` lists them for `snakemake fetch_weights`):
+Weights (``discover.metrics.weights.perceptual_weight_specs`` lists them for
+`snakemake fetch_weights`):
 
 - LPIPS (``lpips``): torchvision's ImageNet AlexNet / VGG16 / SqueezeNet 1.1; the calibrated
   linear layers ship inside the lpips package.
@@ -44,7 +45,6 @@ from discover.errors import WeightsMissingError
 from discover.metrics.weights import (  # noqa: F401  (re-exported)
     LPIPS_BACKBONES,
     lpips_backbone_weight,
-    perceptual_weight_specs,
     piq_dists_weight,
     torchvision_weight,
 )
@@ -58,11 +58,6 @@ DISTS_BACKENDS = ("dists_pytorch", "piq")
 _MODELS: dict[tuple[str, ...], torch.nn.Module] = {}
 # torch.hub's directory is process-global; two models must not be built with different ones.
 _HUB_LOCK = threading.Lock()
-
-
-def weight_specs(lpips_net: str = "alex") -> list[WeightSpec]:
-    """Every cached weight LPIPS (with ``lpips_net``) and both DISTS backends load."""
-    return perceptual_weight_specs(lpips_net)
 
 
 @contextlib.contextmanager

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from discover.config import grounding_config, needs_annotations
 from discover.discover_codec.consumers import HUMAN
+from discover.discover_codec.geometry import LATENT_STRIDE
 from discover.errors import ConfigError
+from discover.grounding.base import DEFAULT_MODEL
 from discover.labels.config import label_config, task_config
 from discover.metrics.catalog import official_metric_weights
 from discover.plan.catalog import Catalog
+from discover.tasks.registry import resolve
 from discover.tasks.weight_files import required_weights
 from discover.weights import hub_spec
 
@@ -111,9 +114,6 @@ class Rows(Catalog):
 
     def task_metric_columns(self, dataset: str, row: str) -> list[str]:
 
-        # the task registry loads the task modules (PyTorch) on first use
-        from discover.tasks.registry import resolve
-
         return [
             f"{t}_{m}"
             for t in self.tasks_for_row(dataset, row)
@@ -176,9 +176,6 @@ class Rows(Catalog):
 
     def check_semantics(self) -> None:
         """Fail before any job runs: tasks defined, stride equal to DISCOVER's latent stride."""
-        # the DISCOVER network module imports PyTorch: kept out of the plan
-        from discover.discover_codec.geometry import LATENT_STRIDE
-
         tasks = self.semantic_tasks
         for task in tasks:
             task_config(self.config, task)
@@ -346,7 +343,6 @@ class Rows(Catalog):
             specs[spec.filename] = spec
         for spec in self.training_hub_specs():  # a pretrained prior or VAE the train rules read
             specs[spec.filename] = spec
-        # PyTorch and the task models load on use: the plan is built without them
         for task in self.evaluated_tasks:  # torchvision weights names (COCO_V1, IMAGENET1K_V1)
             if (self.config["tasks"][task] or {}).get("backend") != "mmdet":
                 for spec in required_weights(self.config["tasks"][task]):
@@ -356,8 +352,6 @@ class Rows(Catalog):
     def semantics_weights(self, part: str | None = None) -> list:
         """Hub models of the semantics stage that are not local directories (``part``:
         "grounding", "labels" or both): `snakemake fetch_weights` snapshots them."""
-        from discover.grounding.base import DEFAULT_MODEL  # a grounding constant, no torch
-
         refs = []
         if self.semantic_tasks and part in (None, "grounding"):
             cfg = grounding_config(self.config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -51,8 +52,6 @@ def forbidding_imports(scratch: str | Path, *modules: str, env: dict | None = No
     """An environment for a subprocess in which importing any of ``modules`` (top-level names,
     e.g. "torch") raises ImportError: a sitecustomize written to ``scratch`` goes first on
     PYTHONPATH. Checks that planning a run never imports torch."""
-    import os
-
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "sitecustomize.py").write_text(_FORBID)
