@@ -42,7 +42,6 @@ FULL = {"coco": 5000, "imagenet": 50000, "kodak": 24, "clic2020": 428}
 MILLION = 1_000_000 / sum(FULL.values())  # the 1M-image case
 
 
-
 def make_file_lists(root: Path, scale: float = 1.0) -> dict:
     """The four datasets as file lists of ``scale`` x their size: dataset entries to merge."""
     n = {name: max(1, round(size * scale)) for name, size in FULL.items()}

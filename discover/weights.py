@@ -92,6 +92,20 @@ def resolve_pretrained_dir(ref: str | os.PathLike, cache: str | os.PathLike | No
 PRIOR_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
+def prior_component_dir(
+    prior: str | os.PathLike, name: str, cache: str | os.PathLike | None
+) -> Path:
+    """``prior/name`` as a local directory, or the cached snapshot of the Hub id
+    ``prior/name``: the same call serves a local SD-layout directory and a Hub id, and a Hub
+    prior is fetched one subfolder at a time (SD repos also hold multi-GB checkpoints)."""
+    local = Path(prior).expanduser()
+    if local.is_dir() and not (local / name).is_dir():
+        raise DiscoverError(
+            f"diffusion prior {local} has no {name}/ (needs {list(PRIOR_COMPONENTS)})"
+        )
+    return resolve_pretrained_dir(local / name if local.is_dir() else f"{prior}/{name}", cache)
+
+
 def is_local_dir(ref: str | os.PathLike) -> bool:
     return Path(str(ref)).expanduser().is_dir()
 

@@ -177,6 +177,15 @@ def composition_weight_targets():
     return targets
 
 
+def model_index_targets(models=None):
+    """weights/<model>/model_index.json of DISCOVER models trained here (all, or ``models``)."""
+    return [
+        str(PLAN.model_index_path(m))
+        for m in PLAN.discover_models
+        if models is None or m in models
+    ]
+
+
 def task_weight_targets():
     return [str(PLAN.task_model_path(m)) for m in config.get("task_training", {})]
 
@@ -224,6 +233,9 @@ def final_targets():
             ]
     for ds, task in PLAN.ablation_datasets():
         targets += [f"{OUT}/plots/{ds}/ablation_{task}.{ext}" for ext in ("png", "pdf")]
+    targets += model_index_targets(
+        {config["codecs"][c].get("trained") for c in PLAN.discover_codecs}
+    )
     for model in PLAN.loss_plot_models():
         targets += [
             f"{OUT}/plots/training/{model}_losses.{ext}" for ext in ("png", "pdf")

@@ -513,6 +513,31 @@ rule training_loss_plot:
         "../workflow_scripts/training_loss_plot.py"
 
 
+rule discover_model_index:
+    output:
+        f"{PLAN.weights_dir}/{{model}}/model_index.json",
+    log:
+        f"{OUT}/logs/discover_model_index/{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/discover_model_index/{{model}}.tsv"
+    wildcard_constraints:
+        model=PLAN.name_regex(PLAN.discover_models),
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        index=lambda wc: PLAN.discover_model_index(wc.model),
+    message:
+        "Writing what belongs to {wildcards.model} (rates, VAE, prior, control) for the CLI"
+    run:
+        from discover.stages.training import write_model_index
+
+        write_model_index(output[0], params.index)
+
+
 rule train_all:
     input:
         task_weight_targets(),
@@ -520,3 +545,4 @@ rule train_all:
         discover_weight_targets(),
         composition_weight_targets(),
         classifier_weight_targets(),
+        model_index_targets(),

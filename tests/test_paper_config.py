@@ -369,7 +369,7 @@ def test_dry_run_of_a_reduced_copy_plans_the_protocols_jobs(tmp_path, monkeypatc
     planned.pop("total")
     # DISCOVER's weights are not there yet: the run trains them first, one job per λ_R on the
     # GPUs and ranks the entry asks for, from one list of the training images
-    training = {"training_manifest": 1, "train_composition": 4}
+    training = {"training_manifest": 1, "train_composition": 4, "discover_model_index": 1}
     assert planned == {**expected_jobs(config, REDUCED_SIZES), **training}
     # trained_weights_dir is relative to the repository (the paper config runs from there)
     target = str(ROOT / config["trained_weights_dir"] / "discover" / "r1.pth.tar")

@@ -27,10 +27,17 @@ from discover.codecs.registry import register_codec
 from discover.composition.settings import CompositionSettings
 from discover.discover_codec.bitstream import Container
 from discover.discover_codec.consumers import HUMAN, MACHINE, VIEWERS
+from discover.discover_codec.model_index import REPO_WEIGHTS
 from discover.discover_codec.vae import SD21_VAE
 from discover.errors import CodecError
 from discover.io import write_bytes_atomic
-from discover.weights import PRIOR_COMPONENTS, hub_spec, resolve
+from discover.weights import (
+    PRIOR_COMPONENTS,
+    hub_spec,
+    prior_component_dir,
+    resolve,
+    resolve_pretrained_dir,
+)
 
 MASK_SOURCES = ("grounding", "gt", "none")
 
@@ -78,9 +85,6 @@ class DiscoverCodec(Codec):
     @property
     def trained_dir(self) -> Path | None:
         """weights/<trained>/ of the repository (the DAG passes explicit paths instead)."""
-        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
-        from discover.discover_codec.model import REPO_WEIGHTS
-
         trained = self.cfg.get("trained")
         return REPO_WEIGHTS / str(trained) if trained else None
 
@@ -136,8 +140,33 @@ class DiscoverCodec(Codec):
         return self._models[key]
 
     def check(self) -> str:
+        """The files a job of this codec loads, each checked to be there: the codec of every
+        rate point, the VAE and, with composition, the prior's parts and the control modules."""
         paths = [str(self.weight_path(r)) for r in self.rates]
-        return f"DISCOVER {self.model_id}, codec weights: {', '.join(paths)}, VAE {self.vae_ref}"
+        vae = resolve_pretrained_dir(self.vae_ref, self.weights_cache)
+        if not (vae / "config.json").is_file():
+            raise CodecError(
+                f"codec {self.name!r}: VAE {vae} has no config.json (a save_pretrained "
+                "directory of an AutoencoderKL)"
+            )
+        facts = [f"DISCOVER {self.model_id}", f"codec weights: {', '.join(paths)}", f"VAE {vae}"]
+        settings = self.composition
+        if settings is not None:
+            for part in PRIOR_COMPONENTS:
+                prior_component_dir(settings.prior, part, self.weights_cache)
+            controls = [settings.control_dir(r) for r in self.rates]
+            for control in controls:
+                if control is not None and not (control / "config.json").is_file():
+                    raise CodecError(
+                        f"codec {self.name!r}: control module {control} is missing (a "
+                        "save_pretrained directory per rate point, control/r<λ_R>/)"
+                    )
+            facts.append(f"prior {settings.prior}")
+            if settings.control is not None:
+                facts.append(f"control {', '.join(map(str, controls))}")
+            steps = ", ".join(f"{v} {settings.steps_for(v)}" for v in VIEWERS)
+            facts.append(f"composition steps: {steps}, start {settings.start}")
+        return "; ".join(facts)
 
     def model(self, rate):
         """The DiscoverModel of a rate point (loaded once per job)."""

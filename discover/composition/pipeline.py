@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,20 +32,10 @@ from discover.discover_codec.model import DiscoverModel
 from discover.discover_codec.vae import decode_latent
 from discover.errors import DiscoverError
 from discover.images import tensor_to_image
-from discover.weights import PRIOR_COMPONENTS, resolve_pretrained_dir
+from discover.weights import PRIOR_COMPONENTS, prior_component_dir
 
 #: The SD layout every prior directory has (Hub repos keep more, e.g. ``feature_extractor``).
 COMPONENTS = PRIOR_COMPONENTS
-
-
-def component_dir(prior: str | os.PathLike, name: str, cache: str | os.PathLike | None) -> Path:
-    """``prior/name`` as a local directory, or the cached snapshot of the Hub id
-    ``prior/name``: the same call serves a local SD-layout directory and a Hub id, and a Hub
-    prior is fetched one subfolder at a time (SD repos also hold multi-GB checkpoints)."""
-    local = Path(prior).expanduser()
-    if local.is_dir() and not (local / name).is_dir():
-        raise DiscoverError(f"diffusion prior {local} has no {name}/ (needs {list(COMPONENTS)})")
-    return resolve_pretrained_dir(local / name if local.is_dir() else f"{prior}/{name}", cache)
 
 
 class Prior(NamedTuple):
@@ -71,7 +60,7 @@ def load_prior(
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    where = {name: component_dir(prior, name, cache) for name in COMPONENTS}
+    where = {name: prior_component_dir(prior, name, cache) for name in COMPONENTS}
     unet = UNet2DConditionModel.from_pretrained(where["unet"], torch_dtype=dtype)
     upcast = AutoencoderKL.load_config(where["vae"]).get("force_upcast", True)
     vae_dtype = torch.float32 if upcast else dtype

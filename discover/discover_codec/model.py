@@ -34,6 +34,7 @@ from discover.discover_codec.entropy import (
     tensor_check,
 )
 from discover.discover_codec.masks import boxes_to_mask
+from discover.discover_codec.model_index import ModelDir, find_model_dir
 from discover.discover_codec.net import (
     FULL,
     MINI,
@@ -42,7 +43,7 @@ from discover.discover_codec.net import (
     latent_grid,
     pad_image,
 )
-from discover.discover_codec.vae import SD21_VAE, decode_latent, encode_latent, load_vae
+from discover.discover_codec.vae import decode_latent, encode_latent, load_vae
 from discover.errors import BitstreamError, CodecError
 from discover.images import image_to_tensor, tensor_to_image
 
@@ -197,6 +198,10 @@ class DiscoverModel:
     def encode(self, image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None) -> Container:
         """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per distinct task mask (tasks
         with identical masks share it), ẑ and the rest, each with the check of its values."""
+        if masks and HUMAN in masks:
+            raise CodecError(
+                f"a task cannot be named {HUMAN!r}: that is the consumer of the whole stream"
+            )
         h, w = image.shape[:2]
         grid = latent_grid(h, w)
         x = pad_image(image_to_tensor(image)).to(self.device)
@@ -302,28 +307,19 @@ class DiscoverModel:
         return encode_latent(self.vae, pad_image(image_to_tensor(image)).to(self.device))
 
 
-REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
-
-
 def load_model_dir(
-    model: str | os.PathLike,
+    model: str | os.PathLike | ModelDir,
     rate,
     *,
     vae: str | os.PathLike | None = None,
     cache: str | os.PathLike | None = None,
     device: str = "cpu",
 ) -> DiscoverModel:
-    """A model directory (``r<rate>.pth.tar`` + sidecar, ``vae/``) or the name of one under the
-    repository's weights/; its directory name is the model id written into streams."""
-    path = Path(model)
-    if not path.is_dir():
-        path = REPO_WEIGHTS / str(model)
-    if not path.is_dir():
-        raise CodecError(f"model {str(model)!r}: no such directory (nor weights/{model})")
-    weights = path / f"r{rate}.pth.tar"
-    if not weights.is_file():
-        have = sorted(p.name for p in path.glob("r*.pth.tar"))
-        raise CodecError(f"model {path}: no weights for rate {rate} ({weights.name}; has {have})")
-    if vae is None:
-        vae = path / "vae" if (path / "vae").is_dir() else SD21_VAE
-    return DiscoverModel.load(weights, vae, path.name, rate, cache=cache, device=device)
+    """The rate point ``rate`` of a model directory (or the name of one under the repository's
+    weights/, :func:`discover.discover_codec.model_index.find_model_dir`), with the VAE its
+    ``model_index.json`` names unless ``vae`` is given; the directory's name is the model id
+    written into streams."""
+    found = model if isinstance(model, ModelDir) else find_model_dir(model)
+    return DiscoverModel.load(
+        found.weights(rate), vae or found.vae, found.model_id, rate, cache=cache, device=device
+    )

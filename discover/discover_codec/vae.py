@@ -58,7 +58,62 @@ def encode_latent(vae, x: torch.Tensor) -> torch.Tensor:
         return (dist.mode() - _shift(vae)) * vae.config.scaling_factor
 
 
+#: Images above this many pixels decode in tiles (our choice): the decoder's full-resolution
+#: activations of a 4096x4096 image took 8.7 GB at once.
+TILE_ABOVE_PIXELS = 1024 * 1024
+#: Tile side in image pixels, and the overlap over which neighbouring tiles are blended.
+TILE_PIXELS = 512
+TILE_OVERLAP = 0.25
+
+
 def decode_latent(vae, z: torch.Tensor) -> torch.Tensor:
-    """x = D(z) in [0, 1]."""
-    x = vae.decode(z / vae.config.scaling_factor + _shift(vae)).sample
-    return ((x + 1) / 2).clamp(0, 1)
+    """x = D(z) in [0, 1]; above :data:`TILE_ABOVE_PIXELS` in tiles (:func:`tiled_decode`),
+    which bounds the memory. A tiled image differs slightly from a whole-image decode, the
+    same way on every run."""
+    z = z / vae.config.scaling_factor + _shift(vae)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    if z.shape[-2] * z.shape[-1] * factor**2 <= TILE_ABOVE_PIXELS:
+        x = vae.decode(z).sample
+    else:
+        x = tiled_decode(vae, z, TILE_PIXELS // factor, TILE_OVERLAP)
+    return x.add_(1).div_(2).clamp_(0, 1)
+
+
+def tiled_decode(vae, z: torch.Tensor, tile: int, overlap: float) -> torch.Tensor:
+    """What diffusers' ``AutoencoderKL.tiled_decode`` computes (tiles of ``tile`` latent
+    pixels, each blended into the one above and the one to its left over ``overlap`` of a
+    tile, with the model's own ``blend_v`` / ``blend_h``), one row of tiles at a time into a
+    preallocated image: its memory is a row of tiles and the image, not every tile at once."""
+    import torch  # the names of this module (SD21_VAE) are read by the plan without torch
+
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    sample = tile * factor
+    step = int(tile * (1 - overlap))
+    blend = int(sample * overlap)
+    keep = sample - blend
+    n, _, h, w = z.shape
+    out = None
+    above: list[torch.Tensor] = []
+    y0 = 0
+    for i in range(0, h, step):
+        row: list[torch.Tensor] = []
+        x0 = 0
+        for j in range(0, w, step):
+            part = z[:, :, i : i + tile, j : j + tile]
+            if vae.config.use_post_quant_conv:
+                part = vae.post_quant_conv(part)
+            decoded = vae.decoder(part)
+            if out is None:
+                shape = (n, decoded.shape[1], h * factor, w * factor)
+                out = torch.empty(shape, dtype=decoded.dtype)
+            if above:
+                decoded = vae.blend_v(above[len(row)], decoded, blend)
+            if row:
+                decoded = vae.blend_h(row[-1], decoded, blend)
+            row.append(decoded)
+            kept = decoded[:, :, :keep, :keep]
+            out[:, :, y0 : y0 + kept.shape[2], x0 : x0 + kept.shape[3]] = kept
+            x0 += kept.shape[3]
+        y0 += row[0][:, :, :keep].shape[2]
+        above = row
+    return out

@@ -5,11 +5,13 @@ The train rules' outputs and every job reading a weight file take their paths fr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from discover.discover_codec.model_index import MODEL_INDEX
 from discover.errors import ConfigError
 from discover.weights import hub_spec, is_local_dir, prior_hub_specs
 
@@ -311,6 +313,52 @@ class Weights:
                 raise ConfigError(f"{key}: no checkpoint for λ_R={rate} (it has {sorted(table)})")
             return [table[float(rate)]]
         return [str(given)]
+
+    def model_index_path(self, model: str) -> Path:
+        return self.weights_dir / model / MODEL_INDEX
+
+    def discover_model_index(self, model: str) -> dict:
+        """What ``weights/<model>/model_index.json`` says of a DISCOVER model, so that the CLI
+        loads what the DAG loads: its rate points, its VAE and, with composition, its prior,
+        control modules and the decode settings of the config's codec that uses it. Paths are
+        relative to the model's directory; a Hub id stays one (the weights cache holds it)."""
+        root = self.weights_dir / model
+
+        def where(ref: Path | str) -> str:
+            return os.path.relpath(ref, root) if isinstance(ref, Path) else str(ref)
+
+        spec = self._discover_spec(model)
+        index: dict[str, Any] = {
+            "model_id": model,
+            "rates": list(spec["lambdas"]),
+            "rate": "λ_R, the rate weight the rate point was trained with: a larger λ_R "
+            "spends fewer bits",
+            "vae": where(self.discover_vae_dir(model)),
+        }
+        if model in self.composition_models:
+            decode: dict[str, Any] = {}
+            for entry in (self.config.get("codecs") or {}).values():
+                if entry.get("trained") == model and entry.get("composition"):
+                    decode = {
+                        k: v
+                        for k, v in entry["composition"].items()
+                        if k not in ("prior", "control")
+                    }
+                    break
+            index["composition"] = {
+                "prior": where(self.prior_dir(model)),
+                "control": where(self.control_dir(model)),
+                **decode,
+            }
+        index["command"] = (
+            f"snakemake --cores 1 --forcerun discover_model_index -- {self.model_index_path(model)}"
+        )
+        return index
+
+    @property
+    def discover_models(self) -> list[str]:
+        """DISCOVER models trained here (discover_training and composition_training)."""
+        return [*(self.config.get("discover_training") or {}), *self.composition_models]
 
     def discover_training_spec(self, model: str) -> dict:
         return self._discover_spec(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import TypeVar
 import pandas as pd
 
 from discover.errors import DiscoverError
+from discover.io import write_text_atomic
 from discover.rule_context import rule_context
 
 log = logging.getLogger("discover")
@@ -39,6 +41,11 @@ def run_trainer(
     command = f"snakemake --cores {threads} --forcerun {rule} -- {relative}"
     with rule_context(SimpleNamespace(threads=threads, log=log)):
         return trainer(command)
+
+
+def write_model_index(path: str | os.PathLike, index: Mapping) -> None:
+    """weights/<model>/model_index.json (:mod:`discover.discover_codec.model_index`)."""
+    write_text_atomic(path, json.dumps(index, indent=2, ensure_ascii=False) + "\n")
 
 
 def training_loss_plot(
