@@ -44,6 +44,8 @@ demo: setup
 	@echo "tables : results/tables/<dataset>/{rd,bd}.csv"
 	@echo "plots  : results/plots/<dataset>/rd_<metric>.{png,pdf}"
 	@echo "report : results/report.html"
+	@echo "(a later 'snakemake -n' reports missing provenance/metadata for the jobs that made the"
+	@echo " committed weights/: expected, see docs/dag.md)"
 
 test: setup
 	$(BIN)/python -m pytest -q tests
