@@ -43,6 +43,7 @@ demo: setup
 	@echo
 	@echo "tables : results/tables/<dataset>/{rd,bd}.csv"
 	@echo "plots  : results/plots/<dataset>/rd_<metric>.{png,pdf}"
+	@echo "summary: results/summary.html (start here)"
 	@echo "report : results/report.html"
 	@echo "(a later 'snakemake -n' reports missing provenance/metadata for the jobs that made the"
 	@echo " committed weights/: expected, see docs/dag.md)"

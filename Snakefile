@@ -40,6 +40,7 @@ localrules:
     task_table,
     ablation_plot,
     training_loss_plot,
+    summary,
     discover_model_index,
     task_labels,
     grounding_report,

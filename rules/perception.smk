@@ -67,16 +67,7 @@ rule perception_table:
         rd=f"{OUT}/tables/{{dataset}}/rd.csv",
         bd=f"{OUT}/tables/{{dataset}}/bd.csv",
     output:
-        csv=report(
-            f"{OUT}/tables/{{dataset}}/perception.csv",
-            caption="../report/perception_table.rst",
-            category="Human perception",
-            subcategory="{dataset}",
-            labels={
-                "dataset": "{dataset}",
-                "table": "perception: BD-LPIPS/BD-DISTS/BD-FID/BD-KID per row",
-            },
-        ),
+        csv=f"{OUT}/tables/{{dataset}}/perception.csv",
         md=f"{OUT}/tables/{{dataset}}/perception.md",
     log:
         f"{OUT}/logs/perception_table/{{dataset}}.log",

@@ -61,13 +61,7 @@ rule combine_rd:
     input:
         dataset_rd_csvs,
     output:
-        report(
-            f"{OUT}/tables/{{dataset}}/rd.csv",
-            caption="../report/rd_table.rst",
-            category="Rate-distortion",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "table": "RD points"},
-        ),
+        f"{OUT}/tables/{{dataset}}/rd.csv",
         notes=f"{OUT}/tables/{{dataset}}/rd.notes.csv",
     log:
         f"{OUT}/logs/combine_rd/{{dataset}}.log",
@@ -91,13 +85,7 @@ rule bd_table:
     input:
         unpack(bd_table_inputs),
     output:
-        report(
-            f"{OUT}/tables/{{dataset}}/bd.csv",
-            caption="../report/bd_table.rst",
-            category="BD tables",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "table": "BD vs anchor"},
-        ),
+        f"{OUT}/tables/{{dataset}}/bd.csv",
     log:
         f"{OUT}/logs/bd_table/{{dataset}}.log",
     benchmark:
@@ -226,3 +214,34 @@ rule latent_figure:
         "Composition latents (Fig. 4) of {wildcards.dataset}"
     script:
         "../workflow_scripts/latent_figure.py"
+
+
+# One page to read top to bottom: per dataset the headline tables and figures, then the rest.
+rule summary:
+    input:
+        summary_inputs,
+    output:
+        report(
+            f"{OUT}/summary.html",
+            caption="../report/summary.rst",
+            category="1. Summary",
+            labels={"page": "all datasets"},
+        ),
+    log:
+        f"{OUT}/logs/summary.log",
+    benchmark:
+        f"{OUT}/benchmarks/summary.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("mem_mb"),
+        runtime=res("runtime"),
+    params:
+        sections=summary_sections(),
+    message:
+        "The results page (results/summary.html)"
+    run:
+        from discover.stages.summary import write_summary
+
+        write_summary(output[0], params.sections)

@@ -73,13 +73,7 @@ rule task_table:
             for t in PLAN.dataset_tasks(wc.dataset)
         ],
     output:
-        csv=report(
-            f"{OUT}/tables/{{dataset}}/tasks.csv",
-            caption="../report/task_table.rst",
-            category="Machine tasks",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "table": "BD-rate per task"},
-        ),
+        csv=f"{OUT}/tables/{{dataset}}/tasks.csv",
         md=f"{OUT}/tables/{{dataset}}/tasks.md",
     log:
         f"{OUT}/logs/task_table/{{dataset}}.log",

@@ -227,3 +227,29 @@ def test_tiled_decode_is_diffusers_tiled_decode():
         vae.tile_latent_min_size, vae.tile_sample_min_size, vae.tile_overlap_factor = 16, 128, 0.25
         reference = vae.tiled_decode(z).sample
     assert torch.equal(mine, reference)
+
+
+def test_running_out_of_memory_is_a_message(tmp_path):
+    """An encode that cannot get its memory exits 2 with a message naming the image and what
+    the committed model needs, not an allocator traceback: the child process limits its own
+    address space to what it holds after loading PyTorch, plus 200 MB."""
+    from discover.datasets.synthetic_scenes import SceneGenerator
+
+    image = tmp_path / "big.png"
+    tile = SceneGenerator(0, "val", 256, 256, 2, 3).render(0)[0]
+    Image.fromarray(np.tile(tile, (8, 8, 1))).save(image)  # 2048 x 2048
+    child = f"""
+import resource, sys
+import torch, discover.discover_codec.model
+from discover.cli import main
+size = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:"))
+limit = (size + 200_000) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.exit(main(["encode", {str(image)!r}, "-o", {str(tmp_path / "o.dsc")!r},
+               "--model", "discover-mini", "--rate", "8"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{image}: out of memory encoding a 2048x2048 image" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.dsc").exists()

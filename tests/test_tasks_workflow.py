@@ -104,7 +104,11 @@ def test_task_metrics_sit_next_to_bpp_for_every_row(tasks_run):
     assert others["note"].str.match("not computed|not evaluated").all()
     assert others[others.metric == "detection_bbox_AP"]["note"].str.startswith("not computed").all()
     table = (tasks_run / "results/tables/scenes/tasks.md").read_text()
-    assert "uncompressed" in table and "BD-rate detection_bbox_AP (%)" in table
+    # readable headers, the uncompressed score in a table of its own, no raw column names
+    ref = pd.read_csv(tasks_run / "results/metrics/scenes/tasks/detection/reference.csv")
+    score = f"| detection | bbox AP | {ref['detection_bbox_AP'].iloc[0]:.3f} |"
+    assert "uncompressed" in table and score in table, table
+    assert "| detection: bbox AP: BD-rate (%) |" in table and "detection_bbox_AP" not in table
     # a missing BD-rate says why, once, under the table
     assert "| not computed [1] |" in table and "\n[1] not computed: " in table
 
@@ -309,3 +313,35 @@ def test_outputs_equal_those_recorded_before_the_code_moved(tasks_run):
     """Streams, reconstructions, metrics and tables byte for byte as the commit before the
     re-homing of the package wrote them (tests/data/recorded_digests.json)."""
     check_recorded_digest(tasks_run, "tasks_run")
+
+
+def test_summary_page_reads_top_to_bottom(tasks_run):
+    """results/summary.html: per dataset the BD table of bd.csv, the task table, the headline
+    figures, then the rest; RD plots only for the headline task metrics."""
+    import base64
+    import re
+
+    page = (tasks_run / "results/summary.html").read_text()
+    plots = tasks_run / "results/plots"
+    for dataset, task_column in (
+        ("scenes", "detection_bbox_AP"),
+        ("objects", "classification_top1"),
+    ):
+        section = page.split(f'<h2 id="{dataset}">')[1].split("<h2 ")[0]
+        order = [section.index(s) for s in ("BD-rate (%) against", "Machine tasks on", "Headline")]
+        assert order == sorted(order), dataset
+        bd = pd.read_csv(tasks_run / f"results/tables/{dataset}/bd.csv")
+        for _, row in bd[(bd.metric == "psnr") & (bd.codec != "jpeg")].iterrows():
+            pattern = rf"<td>{re.escape(row.codec)}</td><td>[^<]*</td><td>([^<]*)<"
+            cell = re.search(pattern, section).group(1)
+            if pd.isna(row.bd_rate_pct):
+                assert cell == "—" or cell.startswith("not computed"), (row.codec, cell)
+            else:
+                assert cell.startswith(f"{row.bd_rate_pct:.2f}"), (row.codec, cell)
+        # the headline figure of the task is the very file the DAG wrote
+        png = (plots / dataset / f"rd_{task_column}.png").read_bytes()
+        headline = section.split("Headline figures")[1].split("More figures")[0]
+        assert base64.b64encode(png).decode() in headline
+        # the AP variants stay in the tables: no plot of their own
+        assert not list((plots / dataset).glob("rd_*_AP50.png"))
+        assert not list((plots / dataset).glob("rd_*_top5.png"))

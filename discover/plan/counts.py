@@ -36,10 +36,7 @@ class Plan(JobConfigs):
             ),
             "combine_rd": len(self.datasets),
             "bd_table": len(self.datasets),
-            "rd_plot": sum(
-                len([m for m in self.table_metrics(d) if m not in self.metric_status])
-                for d in self.datasets
-            ),
+            "rd_plot": sum(len(self.plot_metrics(d)) for d in self.datasets),
             "fid_reference": len(self.datasets) * len(self.fid_feature_sets),
             "fid_kid": sum(
                 len([r for r in self.table_rows(d) if r.split("@")[0] in self.measured_codecs])

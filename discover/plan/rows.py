@@ -129,6 +129,19 @@ class Rows(Catalog):
                     columns.append(c)
         return columns
 
+    def plot_metrics(self, dataset: str) -> list[str]:
+        """Metrics with an RD plot of their own: the configured ones and each task's headline
+        metric (its first: bbox AP, segm AP, top-1). Our choice: the AP variants (AP50, AP75,
+        by object size) rest on few objects of a size class in a small set; they stay in
+        rd.csv and bd.csv."""
+        columns = list(self.metrics)
+        for row in self.table_rows(dataset):
+            for t in self.tasks_for_row(dataset, row):
+                column = f"{t}_{resolve(self.task_kind(t)).metrics[0]}"
+                if column not in columns:
+                    columns.append(column)
+        return [m for m in columns if m not in self.metric_status]
+
     def grounded_tasks(self, codec: str, dataset: str) -> list[str]:
         """Tasks of a DISCOVER codec whose masks come from the semantics stage on a dataset."""
 

@@ -166,7 +166,6 @@ def task_tables(
         reference[f"{main[t]}"] = float(ref[main[t]].iloc[0])
         reference[f"BD-rate {main[t]} (%)"] = ""
     notes = Footnotes()  # why a BD-rate is missing or cannot hold, numbered as cited
-    md_rows = []
     roles = ablation_roles or {}
     if roles:
         reference["ablation"] = ""
@@ -176,7 +175,8 @@ def task_tables(
         hit = bd[(bd["codec"] == anchor) & (bd["metric"] == column)]
         n = hit["samples"].iloc[0] if len(hit) and "samples" in hit else float("nan")
         samples[column] = samples_phrase(n, column)
-    md_reference = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in reference.items()}
+    headers = {c: metric_header(c) for c in main.values()}
+    md_rows = []
     for codec, g in bd.groupby("codec", sort=False):
         row = {"row": codec, "label": g["label"].iloc[0]}
         if roles:
@@ -184,7 +184,7 @@ def task_tables(
         md_row = dict(row)
         for column in main.values():
             hit = g[g["metric"] == column]
-            row[column] = md_row[column] = ""
+            row[column] = ""
             value = hit["bd_rate_pct"].iloc[0] if len(hit) else float("nan")
             key = f"BD-rate {column} (%)"
             row[key] = "" if pd.isna(value) else f"{value:.2f}"
@@ -195,32 +195,41 @@ def task_tables(
             row[f"n {column}"] = "" if pd.isna(n) else int(n)
             flag = hit["flag_bd_rate"].iloc[0] if len(hit) and "flag_bd_rate" in hit else ""
             row[f"flag {key}"] = flag if isinstance(flag, str) else ""
-            md_row[key] = bd_cell(hit.iloc[0].to_dict(), "rate", 2, notes) if len(hit) else "—"
+            cell = bd_cell(hit.iloc[0].to_dict(), "rate", 2, notes) if len(hit) else "—"
+            md_row[f"{headers[column]}: BD-rate (%)"] = cell
         rows.append(row)
         md_rows.append(md_row)
     table = pd.DataFrame([reference, *rows])
     with atomic_path(table_csv) as tmp:
         table.to_csv(tmp, index=False)
-    md = pd.DataFrame([md_reference, *md_rows]).fillna("")
-    md = md.rename(
-        columns={
-            f"BD-rate {c} (%)": f"BD-rate {c} (%), {samples[c]}"
-            if samples[c]
-            else f"BD-rate {c} (%)"
+    md = pd.DataFrame(md_rows).fillna("")
+    uncompressed = pd.DataFrame(
+        [
+            {
+                "task": headers[c].split(": ")[0],
+                "metric": headers[c].split(": ")[1],
+                "score": f"{reference[c]:.3f}",
+                "samples": samples[c] or "—",
+            }
             for c in main.values()
-        }
+        ]
     )
     envelope = config["bd"]["envelope"]
     boot = config["bd"].get("bootstrap") or {}
     lines = [
         f"# Machine tasks on {dataset}",
         "",
-        f"BD-rate (%) of each task's main metric against the anchor `{anchor}` "
-        "(negative = fewer bits for the same task accuracy); the first row is the task models' "
-        "score on the uncompressed images. DISCOVER rows are its task stream "
-        "(`codec@task`) and its full stream (`codec@human`); the ablation column names the "
-        "paper's Fig. 8 variants (w/o composition: the VAE decodes ẑ_c; w/o disentanglement: "
-        "the full stream goes to the machine). "
+        "## The task models on the uncompressed images",
+        "",
+        markdown_table(uncompressed),
+        "",
+        f"## BD-rate (%) against `{anchor}`",
+        "",
+        "BD-rate of each task's headline metric against the anchor (negative = fewer bits for "
+        "the same task accuracy). DISCOVER rows are its task stream (`codec@task`) and its "
+        "full stream (`codec@human`); the ablation column names the paper's Fig. 8 variants "
+        "(w/o composition: the VAE decodes ẑ_c; w/o disentanglement: the full stream goes to "
+        "the machine). "
         + (
             "Each curve is reduced to its Pareto front first (points whose accuracy is not above "
             "a cheaper point of the same codec are dropped, listed in bd.csv's note). "
@@ -233,8 +242,8 @@ def task_tables(
             if int(boot.get("resamples", 0)) > 0
             else ""
         )
-        + "A column header says how many samples its metric rests on; ⚠ marks a value that "
-        "cannot hold (the note under the table says why).",
+        + "⚠ marks a value that cannot hold; the notes under the table say why. Every task "
+        "metric of every row (AP50, AP75, by object size, top-5) is in rd.csv and bd.csv.",
         "",
         markdown_table(md),
     ]
@@ -242,6 +251,17 @@ def task_tables(
         lines += ["", *notes.lines()]
     write_text_atomic(table_md, "\n".join(lines) + "\n")
     return table
+
+
+def metric_header(column: str) -> str:
+    """A task metric column as a table header: ``instance_segmentation_segm_AP`` ->
+    ``instance segmentation: segm AP``, ``classification_top1`` -> ``classification: top-1``."""
+    for sep in ("_bbox_", "_segm_", "_top"):
+        task, hit, rest = column.partition(sep)
+        if hit:
+            metric = f"{hit.strip('_')} {rest}" if sep != "_top" else f"top-{rest}"
+            return f"{task.replace('_', ' ')}: {metric.replace('_', ' ')}"
+    return column.replace("_", " ")
 
 
 def main_task_metric(task: str, task_cfg: Mapping[str, Any]) -> str:
