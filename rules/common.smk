@@ -203,52 +203,9 @@ def latent_figure_inputs(wildcards):
     }
 
 
-def summary_sections():
-    """results/summary.html, per dataset: headline tables, headline figures, the rest."""
-    sections = []
-    for ds in PLAN.datasets:
-        plots = PLAN.plot_metrics(ds)
-        first = [m for m in plots if m == "psnr" or m not in PLAN.metrics]
-        first += [m for m in plots if m.startswith("fid")][:1]
-        rd = lambda m: f"{OUT}/plots/{ds}/rd_{m}.png"
-        headline = [(rd(m), f"{m} vs bpp") for m in first]
-        more = [(rd(m), f"{m} vs bpp") for m in plots if m not in first]
-        if ds in PLAN.visual_grid_datasets():
-            headline.append((f"{OUT}/plots/{ds}/visual_grid.png", "visual comparison"))
-        if PLAN.latent_figure(ds):
-            more.append((f"{OUT}/plots/{ds}/latent_figure.png", "composition latents"))
-        for d, task in PLAN.ablation_datasets():
-            if d == ds:
-                more.append((f"{OUT}/plots/{ds}/ablation_{task}.png", f"ablation ({task})"))
-        grounded = {t for c in PLAN.discover_codecs for t in PLAN.grounded_tasks(c, ds)}
-        for task in sorted(grounded):
-            more.append((f"{OUT}/plots/{ds}/grounding_{task}.png", f"grounding ({task})"))
-            more.append(
-                (f"{OUT}/plots/{ds}/masked_fraction_{task}.png", f"masked fraction ({task})")
-            )
-        tables = []
-        if PLAN.dataset_tasks(ds):
-            tables.append(f"{OUT}/tables/{ds}/tasks.md")
-        if PLAN.human_metrics:
-            tables.append(f"{OUT}/tables/{ds}/perception.md")
-        sections.append(
-            {
-                "name": ds,
-                "anchor": PLAN.anchor,
-                "metrics": [m for m in PLAN.metrics if m not in PLAN.metric_status],
-                "bd_csv": f"{OUT}/tables/{ds}/bd.csv",
-                "tables": tables,
-                "headline": headline,
-                "more": more,
-                "csvs": [f"{OUT}/tables/{ds}/rd.csv", f"{OUT}/tables/{ds}/bd.csv"],
-            }
-        )
-    return sections
-
-
 def summary_inputs(wildcards=None):
     files = []
-    for s in summary_sections():
+    for s in PLAN.summary_sections():
         files += [s["bd_csv"], *s["tables"], *(p for p, _ in s["headline"] + s["more"])]
     return files
 

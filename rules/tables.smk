@@ -238,7 +238,7 @@ rule summary:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
     params:
-        sections=summary_sections(),
+        sections=PLAN.summary_sections(),
     message:
         "The results page (results/summary.html)"
     run:

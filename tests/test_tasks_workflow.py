@@ -108,7 +108,8 @@ def test_task_metrics_sit_next_to_bpp_for_every_row(tasks_run):
     ref = pd.read_csv(tasks_run / "results/metrics/scenes/tasks/detection/reference.csv")
     score = f"| detection | bbox AP | {ref['detection_bbox_AP'].iloc[0]:.3f} |"
     assert "uncompressed" in table and score in table, table
-    assert "| detection: bbox AP: BD-rate (%) |" in table and "detection_bbox_AP" not in table
+    header = next(line for line in table.splitlines() if line.startswith("| row |"))
+    assert "| detection: bbox AP: BD-rate (%) |" in header and "detection_bbox_AP" not in header
     # a missing BD-rate says why, once, under the table
     assert "| not computed [1] |" in table and "\n[1] not computed: " in table
 

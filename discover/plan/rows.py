@@ -376,3 +376,51 @@ class Rows(Catalog):
                 refs.append((labels.get("transformers") or {}).get("model"))
         specs = [hub_spec(str(r)) for r in refs if r and not Path(str(r)).expanduser().is_dir()]
         return list({spec.filename: spec for spec in specs}.values())
+
+    def summary_sections(self) -> list[dict]:
+        """What results/summary.html shows per dataset (discover.stages.summary): its
+        headline tables, the headline figures (PSNR, each task's headline metric and the
+        first FID against bpp, the visual grid), then every other figure."""
+        sections = []
+        for ds in self.datasets:
+            plots = self.plot_metrics(ds)
+            first = [m for m in plots if m == "psnr" or m not in self.metrics]
+            first += [m for m in plots if m.startswith("fid")][:1]
+
+            def rd(metric: str, ds: str = ds) -> tuple[str, str]:
+                return f"{self.out}/plots/{ds}/rd_{metric}.png", f"{metric} vs bpp"
+
+            headline = [rd(m) for m in first]
+            more = [rd(m) for m in plots if m not in first]
+            if ds in self.visual_grid_datasets():
+                headline.append((f"{self.out}/plots/{ds}/visual_grid.png", "visual comparison"))
+            if self.latent_figure(ds):
+                more.append((f"{self.out}/plots/{ds}/latent_figure.png", "composition latents"))
+            for d, task in self.ablation_datasets():
+                if d == ds:
+                    more.append(
+                        (f"{self.out}/plots/{ds}/ablation_{task}.png", f"ablation ({task})")
+                    )
+            grounded = {t for c in self.discover_codecs for t in self.grounded_tasks(c, ds)}
+            for task in sorted(grounded):
+                for figure in ("grounding", "masked_fraction"):
+                    path = f"{self.out}/plots/{ds}/{figure}_{task}.png"
+                    more.append((path, f"{figure.replace('_', ' ')} ({task})"))
+            tables = []
+            if self.dataset_tasks(ds):
+                tables.append(f"{self.out}/tables/{ds}/tasks.md")
+            if self.human_metrics:
+                tables.append(f"{self.out}/tables/{ds}/perception.md")
+            sections.append(
+                {
+                    "name": ds,
+                    "anchor": self.anchor,
+                    "metrics": [m for m in self.metrics if m not in self.metric_status],
+                    "bd_csv": f"{self.out}/tables/{ds}/bd.csv",
+                    "tables": tables,
+                    "headline": headline,
+                    "more": more,
+                    "csvs": [f"{self.out}/tables/{ds}/rd.csv", f"{self.out}/tables/{ds}/bd.csv"],
+                }
+            )
+        return sections
