@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "resampling",
             "shards",
             "rule_context",
+            "batching",
         ),
     ),
     ("components", ("datasets", "discover_codec", "grounding", "labels")),

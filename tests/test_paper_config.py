@@ -305,6 +305,7 @@ def expected_jobs(config: dict, sizes: dict[str, int]) -> dict[str, int]:
         "training_loss_plot": 1,  # the trained DISCOVER's loss curves (composition_training)
         "latent_figure": 4,  # every dataset has a DISCOVER codec with composition
         "ablation_plot": len(TASK_DATASET),  # every task has a DISCOVER stream and ELIC
+        "summary": 1,  # results/summary.html
         "all": 1,
     }
     return {rule: n for rule, n in counts.items() if n}

@@ -10,12 +10,14 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from discover.errors import CodecError
 from discover.images import read_rgb
+
+T = TypeVar("T")
 
 
 class Codec:
@@ -33,10 +35,32 @@ class Codec:
     #: :func:`discover.codecs.get_codec`; None: the default cache).
     weights_cache: str | None = None
 
+    #: Learned codecs that batch their forward passes: the multiple their images are padded
+    #: to (images of one padded size share a batch); None: one image at a time.
+    batch_multiple: int | None = None
+
     def __init__(self, name: str, cfg: Mapping[str, Any] | None = None, threads: int = 1):
         self.name = name
         self.cfg = dict(cfg or {})
         self.threads = max(1, int(threads))
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass of a codec job (``codecs.<name>.batch_size``, default 1;
+        1 for a codec without :attr:`batch_multiple`)."""
+        value = self.cfg.get("batch_size", 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CodecError(
+                f"codecs.{self.name}.batch_size must be an integer >= 1, got {value!r}"
+            )
+        return value if self.batch_multiple else 1
+
+    def filled(self, items: Sequence[T]) -> list[T]:
+        """A batch filled up to :attr:`batch_size` with copies of its last item: every forward
+        pass of a job has the same batch size, so an image's output depends on the image, the
+        model, the batch size and the device, never on its batch's other images or their
+        number (a batch of one takes other convolution kernels than a batch of two; tested)."""
+        return list(items) + [items[-1]] * (self.batch_size - len(items))
 
     @property
     def label(self) -> str:

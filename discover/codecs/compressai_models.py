@@ -16,6 +16,7 @@ and decode on the same kind of device.
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 from pathlib import Path
@@ -229,3 +230,101 @@ class CompressAICodec(Codec):
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise CodecError(f"{path}: stream does not decode with this model ({exc})") from exc
         return tensor_to_image(x_hat, *shape)
+
+    # -- batches (discover.stages.codecs) ----------------------------------------------------
+    # The analysis and synthesis transforms (g_a, g_s) run on a batch; CompressAI's own
+    # compress / decompress run per image around them (hyper-synthesis, context models,
+    # entropy coding), so an image's entropy parameters are computed at the encoder exactly as
+    # a single-image decoder computes them. Every CompressAI model's compress starts with
+    # ``y = self.g_a(x)`` and its decompress ends with ``self.g_s(y_hat).clamp_(0, 1)``: a
+    # view of the model whose g_a returns the batch's slice, and whose g_s keeps ŷ, runs them.
+    batch_multiple = PAD_MULTIPLE
+
+    def analyze(self, images, rate):
+        """y = g_a(x) of a batch of images of one padded size (filled to ``batch_size``)."""
+        import torch  # the plan reads this codec's facts without torch
+
+        x = torch.cat([_padded(im) for im in self.filled(images)]).to(self.device)
+        with torch.no_grad():
+            return self.model(rate).g_a(x)
+
+    def encode_item(self, analyzed, i: int, image: np.ndarray, rate, path: Path) -> None:
+        """Write image ``i`` of an :meth:`analyze` batch (at ``batch_size`` 1 the bytes of
+        :meth:`encode`)."""
+        import torch  # the plan reads this codec's facts without torch
+
+        h, w = image.shape[:2]
+        view = _with(self.model(rate), g_a=_given(analyzed[i : i + 1]))
+        with torch.no_grad():
+            out = view.compress(None)
+        write_bytes_atomic(path, pack(h, w, out["strings"], out["shape"]))
+
+    def decode_entropy(self, path: Path, shape: tuple[int, int], rate):
+        """ŷ of one stream (CompressAI's decompress up to g_s); :meth:`decode_batch` finishes
+        it."""
+        import torch  # the plan reads this codec's facts without torch
+
+        strings, latent_shape = read_stream(path, shape)
+        keep = _kept()
+        view = _with(self.model(rate), g_s=keep)
+        try:
+            with torch.no_grad():
+                view.decompress(strings, latent_shape)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise CodecError(f"{path}: stream does not decode with this model ({exc})") from exc
+        return keep.y_hat
+
+    def decode_batch(self, decoded, shapes, rate) -> list[np.ndarray]:
+        """x̂ = g_s(ŷ) of a batch of :meth:`decode_entropy` results of one latent size, each
+        image cropped to its ``shapes`` entry (height, width)."""
+        import torch  # the plan reads this codec's facts without torch
+
+        n = len(decoded)
+        with torch.no_grad():
+            x_hat = self.model(rate).g_s(torch.cat(self.filled(decoded))).clamp_(0, 1)
+        return [tensor_to_image(x_hat[k : k + 1], *shapes[k]) for k in range(n)]
+
+
+def _padded(image: np.ndarray):
+    import torch.nn.functional as F
+
+    h, w = image.shape[:2]
+    x = image_to_tensor(image)
+    return F.pad(x, (0, (-w) % PAD_MULTIPLE, 0, (-h) % PAD_MULTIPLE), mode="replicate")
+
+
+def _with(model, **modules):
+    """A shallow view of ``model`` sharing its parameters and entropy models, with some
+    submodules replaced (thread-safe: the model itself is left as it is)."""
+    view = copy.copy(model)
+    view._modules = dict(model._modules)
+    for name, module in modules.items():
+        view._modules[name] = module
+    return view
+
+
+def _given(y):
+    """A module standing in for g_a: returns the analysed slice ``y`` of a batch, whatever it
+    is given (a module, so that the view's parameters() still walks its submodules)."""
+    from torch import nn
+
+    class Given(nn.Module):
+        def forward(self, _x):
+            return y
+
+    return Given()
+
+
+def _kept():
+    """A module standing in for g_s: keeps ŷ (``.y_hat``), returns a placeholder for
+    CompressAI's ``clamp_``."""
+    from torch import nn
+
+    class Kept(nn.Module):
+        y_hat = None
+
+        def forward(self, y_hat):
+            self.y_hat = y_hat.clone()
+            return y_hat.new_zeros(1)
+
+    return Kept()

@@ -235,6 +235,61 @@ class DiscoverCodec(Codec):
     def encode(self, image: np.ndarray, rate, path: Path, boxes=None) -> None:
         write_bytes_atomic(path, self.encode_container(image, rate, boxes).to_bytes())
 
+    # -- batches (discover.stages.discover) -------------------------------------------------
+    #: images of a batch share their padded size: sides multiples of the codec's 64
+    batch_multiple = 64
+
+    def analyze(self, images: Sequence[np.ndarray], rate):
+        """The batched forward passes of an encode (g_a, h_a) of images of one padded size;
+        :meth:`encode_item` finishes each image from its slice."""
+        return self.model(rate).analyze(self.filled(images))
+
+    def encode_item(self, analyzed, i: int, image: np.ndarray, rate, path: Path, boxes=None):
+        """Write image ``i`` of an :meth:`analyze` batch (at ``batch_size`` 1 the bytes of
+        :meth:`encode`)."""
+        # diffusers and the DISCOVER model load on use (every codec job imports this adapter)
+        from discover.discover_codec.model import masks_from_boxes
+
+        h, w = image.shape[:2]
+        y, z = analyzed
+        container = self.model(rate).encode_analyzed(
+            (h, w), y[i : i + 1], z[i : i + 1], masks_from_boxes(boxes or {}, h, w)
+        )
+        write_bytes_atomic(path, container.to_bytes())
+
+    def decode_entropy(self, path: Path, shape: tuple[int, int], rate, consumer: str = HUMAN):
+        """The entropy-decoded part of a stream (ŷ part, ẑ) a consumer receives: per image,
+        the same computation as a single-image decode; :meth:`decode_batch` finishes it."""
+        container = Container.from_bytes(Path(path).read_bytes(), str(path))
+        if (container.height, container.width) != tuple(shape):
+            raise CodecError(
+                f"{path}: stream is {container.width}x{container.height}, "
+                f"expected {shape[1]}x{shape[0]}"
+            )
+        return self.model(rate).decode_y(container, consumer, str(path))
+
+    def decode_batch(
+        self,
+        decoded: Sequence,
+        shapes: Sequence[tuple[int, int]],
+        rate,
+        viewer: str = HUMAN,
+    ) -> list[np.ndarray]:
+        """Images of a batch of :meth:`decode_entropy` results of one latent grid for
+        ``viewer``: g_s, then the VAE decoder or the composition, as one batch."""
+        if viewer not in VIEWERS:
+            raise CodecError(f"codec {self.name!r}: viewer {viewer!r} is not one of {VIEWERS}")
+        model, n = self.model(rate), len(decoded)
+        decoded, shapes = self.filled(decoded), self.filled(shapes)
+        settings = self.composition
+        if settings is None:
+            return model.decode_images(decoded, shapes)[:n]
+        # diffusers loads on use (every codec job imports this adapter)
+        from discover.composition import compose_images
+
+        z_c_hat = model.synthesize(decoded)
+        return compose_images(z_c_hat, self.composer(rate), settings, shapes, viewer)[:n]
+
     def decode_views(self) -> list[str]:
         """The viewers that need a decode of their own: both when the composition samples a
         different number of steps for each, else ``human`` alone (one decode serves both)."""

@@ -16,6 +16,7 @@ _EXPORTS = {
     "control_from_unet": "discover.composition.control",
     "load_control": "discover.composition.control",
     "CompositionPipeline": "discover.composition.pipeline",
+    "compose_images": "discover.composition.pipeline",
     "decode_composed": "discover.composition.pipeline",
     "load_prior": "discover.composition.pipeline",
     "prompt_embedding": "discover.composition.pipeline",

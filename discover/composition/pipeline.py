@@ -309,8 +309,21 @@ def decode_composed(
     that codec) and its VAE must be the one ẑ_c targets.
     """
     z_c_hat = model.decode_latent(c, consumer, source)
-    z_0 = compose_latent(composer, z_c_hat, settings, viewer)
-    return tensor_to_image(composer.decode(z_0), c.height, c.width)
+    return compose_images(z_c_hat, composer, settings, [(c.height, c.width)], viewer)[0]
+
+
+def compose_images(
+    z_c_hat: torch.Tensor,
+    composer: CompositionPipeline,
+    settings: CompositionSettings,
+    shapes: Sequence[tuple[int, int]],
+    viewer: str = HUMAN,
+) -> list[np.ndarray]:
+    """Images of a batch of decoded ẑ_c (N, 4, h, w): composition as one batch (each item's
+    noise from its own seeded generator), the prior's VAE, each cropped to its ``shapes``
+    entry (height, width)."""
+    x = composer.decode(compose_latent(composer, z_c_hat, settings, viewer))
+    return [tensor_to_image(x[i : i + 1], h, w) for i, (h, w) in enumerate(shapes)]
 
 
 def compose_latent(

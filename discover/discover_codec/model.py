@@ -198,17 +198,43 @@ class DiscoverModel:
     def encode(self, image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None) -> Container:
         """Encode ``image`` (H, W, 3 uint8) once: a ỹ stream per distinct task mask (tasks
         with identical masks share it), ẑ and the rest, each with the check of its values."""
+        y, z = self.analyze([image])
+        return self.encode_analyzed(image.shape[:2], y, z, masks)
+
+    @torch.inference_mode()
+    def analyze(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, z) = (g_a(x), h_a(y)) of images whose padded sizes are equal, as one batch:
+        the forward passes a batched encode shares. Nothing the decoder recomputes (ẑ's
+        hyper-synthesis, the context models) is computed here."""
+        sizes = {latent_grid(*im.shape[:2]) for im in images}
+        if len(sizes) != 1:
+            raise CodecError(f"a batch needs images of one padded size, got latent grids {sizes}")
+        x = torch.cat([pad_image(image_to_tensor(im)) for im in images]).to(self.device)
+        y = self.net.g_a(x)
+        return y, self.net.hyper.h_a(y)
+
+    @torch.inference_mode()
+    def encode_analyzed(
+        self,
+        shape: tuple[int, int],
+        y: torch.Tensor,
+        z: torch.Tensor,
+        masks: Mapping[str, np.ndarray] | None = None,
+    ) -> Container:
+        """The container of one image (``shape`` = its height, width) from its (1, ...) slice
+        of :meth:`analyze`: ẑ, then the entropy parameters from ẑ alone and every stream's
+        contexts from that stream's own visible ŷ, computed for this image alone exactly as a
+        single-image decoder computes them, so that no stream depends on its batch."""
         if masks and HUMAN in masks:
             raise CodecError(
                 f"a task cannot be named {HUMAN!r}: that is the consumer of the whole stream"
             )
-        h, w = image.shape[:2]
+        h, w = shape
         grid = latent_grid(h, w)
-        x = pad_image(image_to_tensor(image)).to(self.device)
+        if tuple(y.shape[-2:]) != grid:
+            raise CodecError(f"latent of grid {tuple(y.shape[-2:])} for an image of grid {grid}")
         net = self.net
-        y = net.g_a(x)
         y_hat = torch.round(y)
-        z = net.hyper.h_a(y)
         z_stream = net.entropy_bottleneck.compress(z)[0]
         z_hat = net.entropy_bottleneck.decompress([z_stream], z.shape[-2:])
         hyper = net.hyper.h_s(z_hat)
@@ -290,16 +316,38 @@ class DiscoverModel:
     @torch.inference_mode()
     def decode_latent(self, c: Container, consumer: str, source: str = "stream") -> torch.Tensor:
         """ẑ_c = g_s(ỹ_i, M(ẑ)) on the padded grid (1, 4, H'/8, W'/8)."""
-        y_part, z_hat = self.decode_y(c, consumer, source)
-        return self.net.synthesize(y_part, z_hat)
+        return self.synthesize([self.decode_y(c, consumer, source)])
 
     @torch.inference_mode()
     def decode(self, c: Container, consumer: str, source: str = "stream") -> np.ndarray:
         """The image without composition: VAE decoder on ẑ_c, cropped to the image size."""
         if self.vae is None:
             raise CodecError(f"model {self.model_id!r} has no VAE to decode images with")
-        x = decode_latent(self.vae, self.decode_latent(c, consumer, source))
-        return tensor_to_image(x, c.height, c.width)
+        return self.decode_images([self.decode_y(c, consumer, source)], [(c.height, c.width)])[0]
+
+    @torch.inference_mode()
+    def decode_images(
+        self,
+        decoded: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        shapes: Sequence[tuple[int, int]],
+    ) -> list[np.ndarray]:
+        """Images without composition of a batch of :meth:`decode_y` results whose latent grids
+        are equal: g_s and the VAE decoder as one batch, each image cropped to its ``shapes``
+        entry (height, width)."""
+        if self.vae is None:
+            raise CodecError(f"model {self.model_id!r} has no VAE to decode images with")
+        x = decode_latent(self.vae, self.synthesize(decoded))
+        return [tensor_to_image(x[i : i + 1], h, w) for i, (h, w) in enumerate(shapes)]
+
+    @torch.inference_mode()
+    def synthesize(self, decoded: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """ẑ_c = g_s(ỹ_i, M(ẑ)) of a batch of :meth:`decode_y` results (equal latent grids)."""
+        grids = {tuple(y.shape[-2:]) for y, _ in decoded}
+        if len(grids) != 1:
+            raise CodecError(f"a batch needs streams of one latent grid, got {grids}")
+        y = torch.cat([y for y, _ in decoded])
+        z = torch.cat([z for _, z in decoded])
+        return self.net.synthesize(y, z)
 
     @torch.inference_mode()
     def target_latent(self, image: np.ndarray) -> torch.Tensor:

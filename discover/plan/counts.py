@@ -72,6 +72,7 @@ class Plan(JobConfigs):
             "ablation_plot": len(self.ablation_datasets()),
             "training_loss_plot": len(self.loss_plot_models()),
         }
+        counts["summary"] = 1  # results/summary.html, every dataset on one page
         counts["all"] = 1
         counts["total"] = sum(counts.values())
         return counts
