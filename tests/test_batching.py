@@ -168,3 +168,33 @@ def test_compressai_batched_shard_job_matches_the_single_image_codec(tmp_path):
     m1, m3 = pd.read_csv(tmp_path / "m1.csv"), pd.read_csv(tmp_path / "m3.csv")
     assert list(m3["id"]) == [f"im{i}" for i in range(len(SIZES))]  # the shard's order
     assert (m3["bits"] - m1["bits"]).abs().max() <= 8 * 8  # streams of (almost) equal size
+
+
+def test_detection_batches_images_of_one_size_and_predicts_as_one_at_a_time():
+    from discover.datasets.synthetic_scenes import CATEGORIES
+    from discover.tasks import build_task_model, get_task
+
+    torch.manual_seed(0)
+    options = {"min_size": 96, "max_size": 144, "box_score_thresh": 0.0}
+    model = build_task_model(
+        "detection", "fasterrcnn_mobilenet_v3_large_320_fpn", ["__background__", *CATEGORIES],
+        **options,
+    )  # fmt: skip
+    gen = SceneGenerator(3, "val", 140, 160, 1, 3)
+    # three aspect ratios, interleaved: batches of mixed sizes would pad images to each other
+    shapes = [(100, 140), (140, 100), (100, 140), (120, 120), (140, 100), (100, 140)]
+    images = []
+    for i, (h, w) in enumerate(shapes):
+        images.append((i + 1, np.ascontiguousarray(gen.render(i)[0][:h, :w])))
+
+    def predict(batch_size):
+        cfg = {"tasks": {"detection": {"batch_size": batch_size}}}
+        return get_task("detection", cfg, model=model).predict(iter(images))
+
+    one, three = predict(1), predict(3)
+    assert [p["image_id"] for p in three] == [p["image_id"] for p in one]  # the images' order
+    assert len(one) > len(images)  # a random model with no score cut predicts something
+    for a, b in zip(one, three, strict=True):
+        assert a["category_id"] == b["category_id"]
+        assert np.allclose(a["bbox"], b["bbox"], atol=0.05), (a, b)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)

@@ -49,6 +49,11 @@ def code_positions(
     positions ``coded`` (h, w bool), updating ``y_visible`` (1, M, h, w) in place."""
     tables = _Tables(net)
     anchors = anchor_mask(coded.shape, coded.device)
+    # the encoder hands the buffered rANS coder every symbol in one call: it codes its buffer
+    # at flush, so the stream is the bytes one call per group and phase gives, without
+    # converting the CDF tables for every call
+    all_symbols: list[int] = []
+    all_indexes: list[int] = []
     for k in range(len(net.groups)):
         lo, hi = sum(net.groups[:k]), sum(net.groups[: k + 1])
         for phase, where in ((True, anchors), (False, ~anchors)):
@@ -61,13 +66,8 @@ def code_positions(
             if encoder is not None:
                 values = y_hat[0, lo:hi][:, sel]
                 symbols = (values - mu).to(torch.int32).reshape(-1)
-                encoder.encode_with_indexes(
-                    symbols.tolist(),
-                    indexes.int().tolist(),
-                    tables.cdf,
-                    tables.cdf_lengths,
-                    tables.offsets,
-                )
+                all_symbols += symbols.tolist()
+                all_indexes += indexes.int().tolist()
             else:
                 symbols = decoder.decode_stream(
                     indexes.int().tolist(), tables.cdf, tables.cdf_lengths, tables.offsets
@@ -77,6 +77,10 @@ def code_positions(
                 )
             block = y_visible[0, lo:hi]
             block[:, sel] = values
+    if encoder is not None and all_symbols:
+        encoder.encode_with_indexes(
+            all_symbols, all_indexes, tables.cdf, tables.cdf_lengths, tables.offsets
+        )
     return y_visible
 
 

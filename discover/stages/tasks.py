@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from discover.batching import read_ahead
 from discover.errors import DiscoverError
 from discover.io import atomic_dir, atomic_path, write_text_atomic
 from discover.plots import rd_plot
@@ -57,7 +58,9 @@ def run_task_predict(
     out = {}
     with atomic_dir(out_dir) as tmp:
         for rate, folder in images_dirs.items():
-            out[str(rate)] = t.predict(images(Path(folder)), categories=categories)
+            # PNGs read on a thread, ahead of the model's batched forward passes
+            batches = read_ahead(images(Path(folder)), depth=2 * max(1, t.batch_size))
+            out[str(rate)] = t.predict(batches, categories=categories)
             save_predictions(Path(tmp) / f"{rate}.json", out[str(rate)])
     return out
 

@@ -113,15 +113,28 @@ class DetectionTask(Task):
         import torch  # the plan reads this task's metrics without torch
 
         ids = category_ids(self.model.categories, categories)
-        predictions: Predictions = []
+        # a batch holds images whose processed sizes are equal, so that the model pads none of
+        # them to another's size: an image's detections do not depend on its batch mates;
+        # records come back in the images' order
+        pending: dict[tuple[int, ...], list] = {}
+        records: dict[int, Predictions] = {}
+
+        def run(group: list) -> None:
+            outputs = self._forward([arr for _, _, arr, _ in group])
+            for (pos, iid, _, geometry), output in zip(group, outputs, strict=True):
+                output = {k: v.cpu() for k, v in output.items()}
+                records[pos] = self._records(iid, geometry, output, ids)
+
         with torch.inference_mode():
-            for group in batched(images, self.batch_size):
-                processed = [self.protocol.apply(image) for _, image in group]
-                outputs = self._forward([arr for arr, _ in processed])
-                for (iid, _), (_, geometry), output in zip(group, processed, outputs, strict=True):
-                    output = {k: v.cpu() for k, v in output.items()}
-                    predictions.extend(self._records(iid, geometry, output, ids))
-        return predictions
+            for pos, ((iid, image),) in enumerate(batched(images, 1)):
+                arr, geometry = self.protocol.apply(image)
+                group = pending.setdefault(tuple(arr.shape), [])
+                group.append((pos, iid, arr, geometry))
+                if len(group) == self.batch_size:
+                    run(pending.pop(tuple(arr.shape)))
+            for group in pending.values():
+                run(group)
+        return [r for pos in sorted(records) for r in records[pos]]
 
     def _forward(self, arrays: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
         """Torchvision-style outputs (boxes, labels, scores, masks) of processed images."""
