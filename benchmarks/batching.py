@@ -54,11 +54,12 @@ MULTIPLE = 64
 
 def make_shard(folder: Path, n: int, size: int, mixed: bool) -> list[tuple[int, int]]:
     """A reference shard of ``n`` synthetic scenes (``mixed``: a quarter of them in each of
-    four sizes that pad to two padded sizes)."""
+    four sizes, two padded sizes, interleaved)."""
     folder.mkdir(parents=True)
     gen = SceneGenerator(0, "val", size, size + 64, 3, 6)
     sizes = []
-    shapes = [(size, size), (size - 16, size), (size, size - 48), (size - 40, size - 8)]
+    # padded to 64: size x size for the first two, (size - 64) x size for the other two
+    shapes = [(size, size), (size - 16, size), (size - 80, size), (size - 100, size - 8)]
     rows = []
     for i in range(n):
         h, w = shapes[i % 4] if mixed else (size, size)

@@ -152,7 +152,7 @@ def dry_run(scale: float, which: str, profile: str | None) -> dict:
             torch_free = False  # time it again with torch allowed, to still print a number
             elapsed, proc = seconds(cmd)
         if proc.returncode != 0:
-            raise SystemExit(proc.stderr[-3000:])
+            raise SystemExit((proc.stdout + proc.stderr)[-3000:])
     stats = proc.stdout.split("Job stats:")[1].split("\n\n")[0]
     per_rule = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
     jobs = per_rule.pop("total")

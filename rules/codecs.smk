@@ -17,7 +17,7 @@ rule codec_shard:
         codec=PLAN.name_regex(PLAN.pipeline_codecs),
     group:
         # on a cluster, batch shards into one job; GPU and CPU codecs never share a job
-        lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"
+        lambda wc: PLAN.codec_group(wc.codec)
     conda:
         "../envs/codecs.yaml"
     threads: 1
@@ -25,6 +25,8 @@ rule codec_shard:
         mem_mb=res("mem_mb"),
         runtime=res("runtime"),
         gpu=lambda wc: PLAN.codec_gpus(wc.codec),
+        # every job of a group job asks for the same GPU model ("" for none)
+        gpu_model=lambda wc: PLAN.codec_gpu_model(wc.codec),
     params:
         config=lambda wc: PLAN.codec_job_config(wc.codec, wc.rate),
         metric_status=PLAN.metric_status_of(("fidelity", "perceptual")),

@@ -19,7 +19,7 @@ rule discover_encode:
     wildcard_constraints:
         codec=PLAN.name_regex(PLAN.discover_codecs),
     group:
-        lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"
+        lambda wc: PLAN.codec_group(wc.codec)
     conda:
         "../envs/codecs.yaml"
     threads: 1
@@ -61,7 +61,7 @@ rule discover_decode:
         codec=PLAN.name_regex(PLAN.discover_codecs),
         consumer="[A-Za-z0-9_.-]+",
     group:
-        lambda wc: "codec_gpu" if PLAN.codec_gpus(wc.codec) else "codec_cpu"
+        lambda wc: PLAN.codec_group(wc.codec)
     conda:
         "../envs/codecs.yaml"
     threads: 1

@@ -384,3 +384,27 @@ def test_dry_run_of_a_reduced_copy_plans_the_protocols_jobs(tmp_path, monkeypatc
     assert plan.composition_processes("discover") == 4
     assert plan.composition_threads("discover") == 36
     assert plan.composition_cpus_per_task("discover") == 9
+
+
+def test_the_cluster_profile_plans_the_paper_config_with_gpu_models(tmp_path, monkeypatch):
+    """`snakemake -n --profile profiles/slurm` on a reduced copy: the group jobs form (every
+    member of a group job asks for one GPU model), also when DISCOVER's entries name a GPU model
+    and ELIC, another GPU codec, names none."""
+    config = validate_config(raw_config())
+    write_file_lists(tmp_path, config, REDUCED_SIZES)
+    write_user_weights(tmp_path, config)
+    monkeypatch.chdir(tmp_path)
+    fill_weights_cache(tmp_path, config, Plan(config).official_weights())
+    raw = raw_config()
+    for name in ("discover", "discover-cls", "discover-nocomp"):
+        raw["codecs"][name]["gpu_model"] = "h100"
+    for path, doc in ((PAPER_CONFIG, None), (tmp_path / "gpu_models.yaml", raw)):
+        if doc is not None:
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        # from the repository, where the profile names its partitions file
+        proc = snakemake(tmp_path, path, "-n", "--profile", "profiles/slurm", cwd=ROOT)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        groups = re.findall(r"Group job (\w+)", proc.stdout)
+        assert "codec_gpu" in groups and "codec_cpu" in groups, sorted(set(groups))
+        # the configs differ in DISCOVER's group only: ELIC's GPU jobs keep codec_gpu
+        assert ("codec_gpu_h100" in groups) == (doc is not None), sorted(set(groups))

@@ -214,6 +214,15 @@ class Catalog(Weights):
             return ""
         return str(self.config["codecs"][codec].get("gpu_model", ""))
 
+    def codec_group(self, codec: str) -> str:
+        """The cluster group of a codec's shard jobs: ``codec_cpu``, ``codec_gpu``, or
+        ``codec_gpu_<model>`` for GPU jobs that name a ``gpu_model`` (jobs of one group job
+        must ask for one GPU model, so codecs on different models never share one)."""
+        if not self.codec_gpus(codec):
+            return "codec_cpu"
+        model = self.codec_gpu_model(codec)
+        return f"codec_gpu_{model}" if model else "codec_gpu"
+
     @property
     def anchor(self) -> str:
         return self.config.get("anchor") or self.codecs[0]
