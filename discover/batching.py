@@ -48,6 +48,13 @@ def size_batches(
     ]
 
 
+def in_index_order(ids: Sequence[str], done: Iterable[T], key: Callable[[T], str]) -> list[T]:
+    """Per-image results of a job's batches (a batch per padded size) back in the order of the
+    shard's ``ids``."""
+    order = {image_id: i for i, image_id in enumerate(ids)}
+    return sorted(done, key=lambda d: order[key(d)])
+
+
 def bucket_counts(sizes: Iterable[tuple[int, int]], multiple: int) -> dict[tuple[int, int], int]:
     """Images per padded size (height, width), most frequent first: how a dataset's mixed
     sizes bucket."""

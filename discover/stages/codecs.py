@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from discover.batching import Overlap, read_ahead, size_batches
+from discover.batching import Overlap, in_index_order, read_ahead, size_batches
 from discover.errors import CodecError
 from discover.io import atomic_dir
 from discover.shards import (
@@ -122,7 +122,7 @@ def run_codec_shard(
                     previous = future
                 if previous is not None:
                     synthesize(previous.result())
-        order = {rec.id: i for i, rec in enumerate(recs)}
-        rows = sorted((r for rows in worker.results() for r in rows), key=lambda r: order[r["id"]])
+        rows = [r for rows in worker.results() for r in rows]
+        rows = in_index_order([r.id for r in recs], rows, key=lambda row: row["id"])
         df = write_metrics(rows, metrics_csv, tmp / "timings.csv")
     return df

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from discover.batching import Overlap, read_ahead, size_batches
+from discover.batching import Overlap, in_index_order, read_ahead, size_batches
 from discover.discover_codec.bitstream import HUMAN, Container
 from discover.errors import CodecError
 from discover.grounding.shard import grounded_boxes
@@ -96,7 +96,8 @@ def run_discover_encode(
                 names = ", ".join(str(image_path(reference_dir, r.id)) for r, _, _ in items)
                 raise CodecError(f"{exc} [images {names}, rate {rate}]") from exc
             worker.submit(finish, items, analyzed, time.perf_counter() - t0)
-        rows = _in_index_order(recs, [r for rows in worker.results() for r in rows])
+        rows = [r for rows in worker.results() for r in rows]
+        rows = in_index_order([r.id for r in recs], rows, key=lambda row: row["id"])
         pd.DataFrame(rows).to_csv(tmp / "timings.csv", index=False)
     return pd.DataFrame(rows)
 
@@ -211,7 +212,7 @@ def run_discover_decode(
             evaluations = c.unet_evaluations(rate_value) - before
             worker.submit(finish, items, outs, time.perf_counter() - t0, evaluations)
         done = [d for batch in worker.results() for d in batch]
-        done = _in_index_order(recs, done, key=lambda d: d[0]["id"])
+        done = in_index_order([r.id for r in recs], done, key=lambda d: d[0]["id"])
         rows, timings = [d[0] for d in done], [d[1] for d in done]
         reused = sum(t["reused"] for t in timings)
         df = pd.DataFrame(rows)
@@ -221,12 +222,6 @@ def run_discover_decode(
     if reuse is not None:
         log.info("%s: %d of %d images decode like %s's", consumer, reused, len(rows), reuse[0])
     return df
-
-
-def _in_index_order(recs, done, key=lambda row: row["id"]) -> list:
-    """Per-image results of batches (a batch per padded size) back in the shard's order."""
-    order = {rec.id: i for i, rec in enumerate(recs)}
-    return sorted(done, key=lambda d: order[key(d)])
 
 
 def _decodes_like(cut, other_path: Path) -> bool:
