@@ -14,6 +14,7 @@ import yaml
 from discover.codecs import registry
 from discover.codecs.command import check_templates
 from discover.datasets.base import PROTOCOLS
+from discover.datasets.photos import DEFAULT_PHOTOS
 from discover.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -198,12 +199,38 @@ def _check_cross_references(config: Mapping) -> None:
                 "config key semantics.grounding.detector: the detector backend needs a "
                 f"checkpoint (or trained: <task_training entry>; {trained})"
             )
+    _check_photo_leak(config)
     for dataset in (config.get("visual_grid") or {}).get("datasets") or []:
         if dataset not in datasets:
             raise ConfigError(
                 f"config key visual_grid.datasets: {dataset!r} is not a configured dataset "
                 f"(datasets: {', '.join(datasets)})"
             )
+
+
+#: scikit-image samples that are one photograph under two names
+SAME_PHOTO = {"cat": "chelsea"}
+
+
+def _check_photo_leak(config: Mapping) -> None:
+    """A bundled photograph both trained on and evaluated would flatter every trained codec."""
+    evaluated = {
+        SAME_PHOTO.get(str(photo), str(photo)): name
+        for name, entry in config["datasets"].items()
+        if entry["type"] == "photos"
+        for photo in entry.get("names") or DEFAULT_PHOTOS
+    }
+    for pool, entry in (config.get("training_data") or {}).items():
+        for index, src in enumerate(entry.get("sources") or []):
+            if src.get("type") != "photos":
+                continue
+            for photo in src.get("names") or []:
+                dataset = evaluated.get(SAME_PHOTO.get(photo, photo))
+                if dataset is not None:
+                    raise ConfigError(
+                        f"config key training_data.{pool}.sources[{index}].names: {photo!r} is "
+                        f"also evaluated (datasets.{dataset}); train on other photos"
+                    )
 
 
 def load_config(path: str | Path) -> dict:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.training.data import CropStream, TrainingData
 
 from .conftest import ROOT
@@ -99,6 +100,23 @@ def test_vae_trainer_changes_the_weights_and_lowers_the_reconstruction_loss(tmp_
     with torch.no_grad():
         losses = {s: loss(vae) for s, vae in vaes.items()}
     assert losses[15] < 0.95 * losses[0], losses
+
+    # the scaling factor gives unit variance on whole training images (the pool's scenes,
+    # rendered anew, padded to a multiple of 8), not only on crops
+    pool = TrainingData.synthetic(0, spec["num_images"], spec["crop"])
+    latents = []
+    with torch.no_grad():
+        for entry in pool.entries:
+            image = SceneGenerator(0, "train", 256, 384, 2, 6).render(
+                int(entry.path.split(":")[-1])
+            )[0]
+            h, w = image.shape[:2]
+            assert (w, h) == (entry.width, entry.height)
+            x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+            x = F.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode="replicate")
+            latents.append(vaes[15].encode(x * 2 - 1).latent_dist.mode().flatten())
+    scaled = torch.cat(latents) * vaes[15].config.scaling_factor
+    assert abs(float(scaled.std()) - 1) < 1e-3, float(scaled.std())
 
 
 def test_codec_trainer_changes_the_weights_lowers_the_loss_and_freezes_in_stage_two(

@@ -21,6 +21,7 @@ from discover.training.data import (
     TrainingData,
     TrainingDataError,
     build_manifest,
+    load_image,
     read_manifest,
 )
 
@@ -244,3 +245,37 @@ def test_an_elic_checkpoint_starts_stage_one_where_names_and_shapes_match(tmp_pa
     torch.save({"conv.weight": torch.zeros(1)}, other)
     with pytest.raises(CodecError, match=r"hyperprior.pth.tar is not an ELIC checkpoint"):
         load_elic_state(DiscoverCodecNet(cfg), other)
+
+
+def test_bundled_photos_are_listed_hashed_and_read_as_rgb(tmp_path):
+    import skimage.data
+
+    spec = {"sources": [{"type": "photos", "names": ["camera", "immunohistochemistry"]}]}
+    entries = build_manifest(tmp_path / "m.tsv", spec, 0)
+    assert [e.path for e in entries] == ["photos:camera", "photos:immunohistochemistry"]
+    assert [e.path for e in read_manifest(tmp_path / "m.tsv")] == [e.path for e in entries]
+    # the reference: scikit-image's own arrays; the grey one comes back with R = G = B
+    camera = skimage.data.camera()
+    assert (entries[0].width, entries[0].height) == (camera.shape[1], camera.shape[0])
+    grey = np.repeat(camera[..., None], 3, axis=2)
+    np.testing.assert_array_equal(load_image(entries[0].path), grey)
+    np.testing.assert_array_equal(load_image(entries[1].path), skimage.data.immunohistochemistry())
+    pixels = np.ascontiguousarray(skimage.data.immunohistochemistry())
+    assert entries[1].sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()
+    with pytest.raises(TrainingDataError, match="no sample image 'nope'"):
+        build_manifest(tmp_path / "n.tsv", {"sources": [{"type": "photos", "names": ["nope"]}]}, 0)
+
+
+def test_a_photo_both_trained_on_and_evaluated_is_refused():
+    from discover.config import validate_config
+    from discover.errors import ConfigError
+
+    config = {
+        "datasets": {"photos": {"type": "photos", "names": ["astronaut", "chelsea"]}},
+        "codecs": {"jpeg": {"type": "jpeg", "rates": [50]}},
+        "training_data": {"scenes": {"sources": [{"type": "photos", "names": ["camera", "cat"]}]}},
+    }
+    with pytest.raises(ConfigError, match=r"training_data.scenes.sources\[0\].names: 'cat'"):
+        validate_config(config)
+    config["training_data"]["scenes"]["sources"][0]["names"] = ["camera"]
+    validate_config(config)

@@ -48,7 +48,7 @@ log = logging.getLogger("discover.training")
 
 #: File name endings a ``folder`` source lists (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
-SOURCE_TYPES = ("folder", "list", "coco", "synthetic-scenes")
+SOURCE_TYPES = ("folder", "list", "coco", "synthetic-scenes", "photos")
 SMALL_IMAGES = ("resize_short_side", "skip")
 MANIFEST_FIELDS = ("source", "path", "width", "height", "bytes", "sha256")
 #: Defaults of a ``training_data`` entry (our choices: the paper says nothing of them).
@@ -65,6 +65,8 @@ MAX_DRAWS = 64
 SUBSET_STREAM = 1_000_000
 #: Prefix of a manifest path that names a generated scene rather than a file.
 SYNTHETIC = "synthetic-scenes:"
+#: Prefix of a manifest path that names a photograph bundled with scikit-image.
+PHOTOS = "photos:"
 _HEAD = 1 << 20
 
 
@@ -202,6 +204,43 @@ def _synthetic_entries(
     return out
 
 
+def _photo_entries(src: Mapping[str, Any], label: str, where: str) -> list[Entry]:
+    """scikit-image's bundled photographs (``names``), each hashed over its RGB pixels."""
+    names = src.get("names") or []
+    if not names:
+        raise TrainingDataError(f"{where}: a photos source needs names (scikit-image samples)")
+    out = []
+    for name in names:
+        pixels = _photo(f"{PHOTOS}{name}", where)
+        h, w = pixels.shape[:2]
+        digest = hashlib.sha256(pixels.tobytes()).hexdigest()
+        out.append(Entry(label, f"{PHOTOS}{name}", w, h, w * h * 3, digest))
+    return out
+
+
+def _photo(path: str, where: str = "training data") -> np.ndarray:
+    import skimage.data
+    from PIL import Image
+
+    name = path[len(PHOTOS) :]
+    loader = getattr(skimage.data, name, None)
+    if not callable(loader):
+        raise TrainingDataError(f"{where}: scikit-image has no sample image {name!r}")
+    try:
+        arr = loader()
+    except Exception as exc:
+        raise TrainingDataError(
+            f"{where}: scikit-image sample {name!r} is not available offline ({exc})"
+        ) from exc
+    if not isinstance(arr, np.ndarray) or not (
+        arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))
+    ):
+        raise TrainingDataError(f"{where}: scikit-image sample {name!r} is not one image")
+    if arr.dtype != np.uint8:  # a few samples are boolean or float
+        arr = (arr.astype(np.float64) / max(float(arr.max()), 1e-12) * 255).round()
+    return np.asarray(Image.fromarray(arr.astype(np.uint8)).convert("RGB"), dtype=np.uint8)
+
+
 def source_entries(
     spec: Mapping[str, Any],
     seed: int,
@@ -222,6 +261,9 @@ def source_entries(
         label = f"{index}:{src.get('type')}"
         if src.get("type") == "synthetic-scenes":
             entries += _synthetic_entries(src, seed, label, hash_pixels)
+            continue
+        if src.get("type") == "photos":
+            entries += _photo_entries(src, label, at)
             continue
         listed = _list_source(src, at)
         num = src.get("num_images")
@@ -298,6 +340,8 @@ def load_image(path: str) -> np.ndarray:
     EXIF orientation applied); raises on a file that cannot be decoded."""
     if path.startswith(SYNTHETIC):
         return _render(path)
+    if path.startswith(PHOTOS):
+        return _photo(path)
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
@@ -346,8 +390,8 @@ class CropDataset:
 
     def image(self, index: int) -> np.ndarray:
         entry = self.entries[index]
-        synthetic = entry.path.startswith(SYNTHETIC)
-        if synthetic and index in self._cache:  # scenes are rendered once per process
+        synthetic = entry.path.startswith((SYNTHETIC, PHOTOS))
+        if synthetic and index in self._cache:  # scenes rendered, photos read once per process
             return self._cache[index]
         image = load_image(entry.path)
         if min(image.shape[:2]) < self.crop:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from discover.discover_codec.masks import random_keep_mask
 from discover.discover_codec.model import PRESETS, portable_state
-from discover.discover_codec.net import CodecConfig
+from discover.discover_codec.net import CodecConfig, pad_image
 from discover.discover_codec.vae import TINY_VAE_CONFIG, encode_latent, load_vae
 from discover.io import atomic_dir, write_text_atomic
 from discover.training.common import (
@@ -37,7 +37,7 @@ from discover.training.common import (
     training_data,
     write_losses,
 )
-from discover.training.data import TrainingData
+from discover.training.data import TrainingData, load_image
 from discover.training.init import initial_codec
 from discover.weights import sha256
 
@@ -61,6 +61,9 @@ def train_vae(
 
     rng, steps, crop, batch_size = setup(spec, seed, steps)
     kl_weight = float(spec.get("kl_weight", 1e-6))
+    # "sample" (SD's training) or "mode": decode the posterior's mean, the latent the codec is
+    # fitted to (encode_latent); see docs/composition.md for what each gives
+    mode = spec.get("decode_posterior", "sample") == "mode"
     vae = AutoencoderKL(**{**TINY_VAE_CONFIG, **spec.get("architecture", {})})
     opt = torch.optim.Adam(vae.parameters(), lr=float(spec.get("lr", 1e-3)))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(steps * 0.8)], gamma=0.1)
@@ -71,7 +74,7 @@ def train_vae(
     for step in range(1, steps + 1):
         x = next(crops) * 2 - 1
         dist = vae.encode(x).latent_dist
-        x_hat = vae.decode(dist.sample()).sample
+        x_hat = vae.decode(dist.mode() if mode else dist.sample()).sample
         rec = F.l1_loss(x_hat, x) + F.mse_loss(x_hat, x)
         kl = dist.kl().mean() / x[0].numel()
         loss = rec + kl_weight * kl
@@ -93,10 +96,7 @@ def train_vae(
             )
             log.info("vae step %d/%d loss %.4f psnr %.2f dB", step, steps, loss, rows[-1]["psnr"])
     vae.eval()
-    with torch.no_grad():
-        x = next(pool.stream(crop, 16, seed=seed + 1, stop=1))
-        z = vae.encode(x * 2 - 1).latent_dist.mode()
-    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.register_to_config(scaling_factor=whole_image_scaling(vae, pool))
     with atomic_dir(out_dir) as tmp:
         vae.to(save_dtype(spec)).save_pretrained(tmp)
     files = sorted(p for p in Path(out_dir).iterdir() if p.is_file())
@@ -113,6 +113,24 @@ def train_vae(
     write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     write_losses(log_csv, rows)
     return meta
+
+
+#: Training images whose latents set the scaling factor (whole images, our choice of count).
+SCALING_IMAGES = 16
+
+
+def whole_image_scaling(vae, pool: TrainingData, count: int = SCALING_IMAGES) -> float:
+    """SD's ``scaling_factor``, 1 / std of the latent posterior's mode, over every element of
+    the latents of the first ``count`` whole training images (padded to a multiple of 8 as
+    the codec pads them): the pipeline codes whole images, whose latents had 3.3 times the
+    variance of the 64-pixel training crops the factor was first computed on."""
+    values = []
+    with torch.no_grad():
+        for entry in pool.entries[:count]:
+            x = torch.from_numpy(np.array(load_image(entry.path))).permute(2, 0, 1)[None]
+            x = pad_image(x.float().div(255), 8)
+            values.append(vae.encode(x * 2 - 1).latent_dist.mode().flatten())
+    return float(1.0 / torch.cat(values).std())
 
 
 def _frozen_in_stage_two(name: str) -> bool:
