@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -185,3 +186,21 @@ def test_classifier_trainer_changes_the_weights_and_lowers_the_loss(tmp_path):
     with torch.no_grad():
         loss = {s: float(F.cross_entropy(net(normalise(x)), y)) for s, net in nets.items()}
     assert loss[20] < 0.95 * loss[0], loss
+
+
+def test_vae_trainer_keeps_sds_latent_and_trains_under_bf16_autocast(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from discover.errors import ConfigError
+    from discover.training import discover as trainers
+
+    spec = {"crop": 32, "batch_size": 2, "num_images": 2, "autocast": "bfloat16"}
+    for arch in ({"latent_channels": 8}, {"block_out_channels": [16, 32, 48]}):
+        with pytest.raises(ConfigError, match="vae.architecture: the mini VAE keeps SD's"):
+            trainers.train_vae(
+                tmp_path / "x", tmp_path / "x.json", {**spec, "architecture": arch}, steps=1
+            )
+    trainers.train_vae(tmp_path / "vae", tmp_path / "vae.json", spec, steps=2)
+    vae = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    assert all(p.dtype == torch.float32 for p in vae.parameters())  # autocast, not a bf16 model
+    assert not (tmp_path / "x").exists()
