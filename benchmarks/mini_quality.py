@@ -39,6 +39,7 @@ from discover.codecs.registry import get_codec  # noqa: E402
 from discover.config import load_config  # noqa: E402
 from discover.datasets.registry import get_dataset  # noqa: E402
 from discover.discover_codec.vae import decode_latent, encode_latent, load_vae  # noqa: E402
+from discover.plan import Plan  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -94,14 +95,17 @@ def vae_report(vae, name: str, images: list[np.ndarray]) -> float:
     return float(np.mean(values))
 
 
-def codec_curve(codec, images: list[np.ndarray], tmp: Path) -> list[tuple[float, float]]:
-    """(bpp, PSNR) per rate of a codec's adapter: real files, all bits / all pixels."""
+def codec_curve(plan: Plan, name: str, images: list[np.ndarray], tmp: Path, threads: int):
+    """(rate, bpp, PSNR) per rate of a codec's adapter, configured for each rate as the
+    pipeline's codec jobs are (``Plan.codec_job_config``: trained weights resolved): real
+    files, all bits / all pixels."""
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     curve = []
-    for rate in codec.rates:
+    for rate in plan.config["codecs"][name]["rates"]:
+        codec = get_codec(name, plan.codec_job_config(name, str(rate)), threads=threads)
         bits, values = 0, []
         for i, image in enumerate(images):
-            path = tmp / f"{codec.name}-{rate}-{i}.{codec.extension}"
+            path = tmp / f"{name}-{rate}-{i}.{codec.extension}"
             codec.encode(image, rate, path)
             bits += path.stat().st_size * 8
             values.append(psnr(codec.decode(path, image.shape[:2], rate), image))
@@ -134,11 +138,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         curves = {}
+        plan = Plan(cfg, basedir=ROOT)
         for which in (args.codec, args.anchor):
-            codec = get_codec(which, cfg, threads=args.threads)
             for name, images in data.items():
                 t0 = time.perf_counter()
-                curves[which, name] = curve = codec_curve(codec, images, Path(tmp))
+                curves[which, name] = curve = codec_curve(
+                    plan, which, images, Path(tmp), args.threads
+                )
                 points = "  ".join(f"{r}: {b:.3f} bpp {p:5.2f} dB" for r, b, p in curve)
                 print(f"{which:16s} {name:8s} {points}  [{time.perf_counter() - t0:.1f} s]")
         for name in data:
@@ -153,6 +159,7 @@ def main() -> None:
                     [c[1] for c in ours],
                     [c[2] for c in ours],
                     method="pchip",
+                    require_matching_points=False,
                 )
                 bd_text = f"{bd:+.2f} dB"
             except Exception as exc:  # no overlap in rate: say so
