@@ -21,7 +21,7 @@ from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.stages.codecs import run_codec_shard
 from discover.stages.discover import run_discover_decode, run_discover_encode
 
-from .conftest import tree_digest
+from .conftest import ROOT, tree_digest
 
 # mixed sizes (height, width): 96x120, 100x128, 120x100 pad to 128x128, 70x64 and 80x60 to
 # 128x64, 130x90 to 192x128
@@ -171,15 +171,13 @@ def test_compressai_batched_shard_job_matches_the_single_image_codec(tmp_path):
 
 
 def test_detection_batches_images_of_one_size_and_predicts_as_one_at_a_time():
-    from discover.datasets.synthetic_scenes import CATEGORIES
-    from discover.tasks import build_task_model, get_task
+    from discover.tasks import get_task
+    from discover.tasks.models import load_task_model
 
-    torch.manual_seed(0)
-    options = {"min_size": 96, "max_size": 144, "box_score_thresh": 0.0}
-    model = build_task_model(
-        "detection", "fasterrcnn_mobilenet_v3_large_320_fpn", ["__background__", *CATEGORIES],
-        **options,
-    )  # fmt: skip
+    # the committed trained detector: its scores are spread out, so the comparison is not at the
+    # mercy of ties (a random model scores every box alike to 1e-3 and its top-100 cut then
+    # depends on the last bits of the forward pass, which batching may change on some CPUs)
+    model = load_task_model("detection", ROOT / "weights" / "scenes-detector" / "model.pt")
     gen = SceneGenerator(3, "val", 140, 160, 1, 3)
     # three aspect ratios, interleaved: batches of mixed sizes would pad images to each other
     shapes = [(100, 140), (140, 100), (100, 140), (120, 120), (140, 100), (100, 140)]
@@ -193,8 +191,21 @@ def test_detection_batches_images_of_one_size_and_predicts_as_one_at_a_time():
 
     one, three = predict(1), predict(3)
     assert [p["image_id"] for p in three] == [p["image_id"] for p in one]  # the images' order
-    assert len(one) > len(images)  # a random model with no score cut predicts something
-    for a, b in zip(one, three, strict=True):
-        assert a["category_id"] == b["category_id"]
-        assert np.allclose(a["bbox"], b["bbox"], atol=0.05), (a, b)
-        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    assert len(one) >= len(images)  # the trained detector finds the shapes
+    # the same predictions per image, each matched to an equal one of the other run
+    left = list(three)
+    for a in one:
+        match = next(
+            (
+                b
+                for b in left
+                if b["image_id"] == a["image_id"]
+                and b["category_id"] == a["category_id"]
+                and np.allclose(a["bbox"], b["bbox"], atol=0.05)
+                and b["score"] == pytest.approx(a["score"], abs=1e-4)
+            ),
+            None,
+        )
+        assert match is not None, f"no batched prediction equals {a}"
+        left.remove(match)
+    assert not left
