@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +37,9 @@ sys.path.insert(0, str(ROOT))
 from discover.codecs.registry import get_codec  # noqa: E402
 from discover.config import load_config  # noqa: E402
 from discover.datasets.registry import get_dataset  # noqa: E402
+from discover.discover_codec.net import pad_image  # noqa: E402
 from discover.discover_codec.vae import decode_latent, encode_latent, load_vae  # noqa: E402
+from discover.images import image_to_tensor, tensor_to_image  # noqa: E402
 from discover.plan import Plan  # noqa: E402
 
 
@@ -47,17 +48,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255)
-
-
 def vae_roundtrip(vae, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     h, w = image.shape[:2]
-    x = F.pad(to_tensor(image), (0, (-w) % 8, 0, (-h) % 8), mode="replicate")
-    z = encode_latent(vae, x)
+    z = encode_latent(vae, pad_image(image_to_tensor(image), 8))
     with torch.no_grad():
-        out = decode_latent(vae, z)[0, :, :h, :w]
-    return (out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), z
+        return tensor_to_image(decode_latent(vae, z), h, w), z
 
 
 def grey(image: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 
 from discover.datasets.base import Dataset, Item
@@ -33,14 +34,30 @@ class PhotosDataset(Dataset):
         return [Item(id=name, source=f"skimage.data.{name}") for name in names]
 
     def _load(self, item: Item) -> Image.Image:
-        import skimage.data
-
         try:
-            arr = getattr(skimage.data, item.id)()
-        except Exception as exc:
-            raise DatasetError(
-                f"dataset {self.name!r}: scikit-image sample {item.id!r} is not available "
-                f"offline ({exc})"
-            ) from exc
-        img = Image.fromarray(arr)
-        return img.convert("RGB")
+            return Image.fromarray(load_sample(item.id))
+        except DatasetError as exc:
+            raise DatasetError(f"dataset {self.name!r}: {exc}") from exc
+
+
+def load_sample(name: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a scikit-image sample image (grey ones repeated over R, G, B,
+    RGBA flattened by PIL's conversion, boolean or float ones scaled to 0-255)."""
+    import skimage.data
+
+    loader = getattr(skimage.data, name, None)
+    if not callable(loader):
+        raise DatasetError(f"scikit-image has no sample image {name!r}")
+    try:
+        arr = loader()
+    except Exception as exc:
+        raise DatasetError(
+            f"scikit-image sample {name!r} is not available offline ({exc})"
+        ) from exc
+    if not isinstance(arr, np.ndarray) or not (
+        arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))
+    ):
+        raise DatasetError(f"scikit-image sample {name!r} is not one image")
+    if arr.dtype != np.uint8:  # a few samples are boolean or float
+        arr = (arr.astype(np.float64) / max(float(arr.max()), 1e-12) * 255).round()
+    return np.asarray(Image.fromarray(arr.astype(np.uint8)).convert("RGB"), dtype=np.uint8)

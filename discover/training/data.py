@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from discover.datasets.photos import load_sample
 from discover.datasets.synthetic_scenes import SceneGenerator
 from discover.errors import DiscoverError
 from discover.io import atomic_path
@@ -219,26 +220,10 @@ def _photo_entries(src: Mapping[str, Any], label: str, where: str) -> list[Entry
 
 
 def _photo(path: str, where: str = "training data") -> np.ndarray:
-    import skimage.data
-    from PIL import Image
-
-    name = path[len(PHOTOS) :]
-    loader = getattr(skimage.data, name, None)
-    if not callable(loader):
-        raise TrainingDataError(f"{where}: scikit-image has no sample image {name!r}")
     try:
-        arr = loader()
-    except Exception as exc:
-        raise TrainingDataError(
-            f"{where}: scikit-image sample {name!r} is not available offline ({exc})"
-        ) from exc
-    if not isinstance(arr, np.ndarray) or not (
-        arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))
-    ):
-        raise TrainingDataError(f"{where}: scikit-image sample {name!r} is not one image")
-    if arr.dtype != np.uint8:  # a few samples are boolean or float
-        arr = (arr.astype(np.float64) / max(float(arr.max()), 1e-12) * 255).round()
-    return np.asarray(Image.fromarray(arr.astype(np.uint8)).convert("RGB"), dtype=np.uint8)
+        return load_sample(path[len(PHOTOS) :])
+    except DiscoverError as exc:
+        raise TrainingDataError(f"{where}: {exc}") from exc
 
 
 def source_entries(
