@@ -70,6 +70,7 @@ def test_check_codec_names_what_is_missing(tmp_path):
         "anchor": "untrained",
         "trained_weights_dir": str(tmp_path / "empty"),
         "discover_training": DEFAULT["discover_training"],
+        "training_data": DEFAULT["training_data"],
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     proc = _run("check-codec", "--config", "c.yaml", cwd=tmp_path)

@@ -505,6 +505,7 @@ def test_the_dag_decodes_each_stream_with_the_steps_of_each_viewer(
     cfg["anchor"] = "discover-gen"
     cfg["metrics"] = ["psnr"]
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["training_data"] = copy.deepcopy(default["training_data"])  # the pools it names
     cfg["tasks"] = {"detection": copy.deepcopy(default["tasks"]["detection"])}
     cfg["task_training"] = {"scenes-detector": default["task_training"]["scenes-detector"]}
     config = write_config(tmp_path / "config.yaml", cfg)
@@ -575,6 +576,7 @@ def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
     cfg["datasets"]["scenes"]["num_images"] = 2
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["training_data"] = copy.deepcopy(default["training_data"])  # the pools it names
     cfg["composition_training"] = {
         "gen": {
             "base": "discover-mini",
@@ -641,6 +643,7 @@ def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
     cfg = tiny_config(shard_size=4)
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["training_data"] = copy.deepcopy(default["training_data"])  # the pools it names
     cfg["composition_training"] = {
         "gen": {
             "base": "discover-mini",
@@ -680,6 +683,7 @@ def test_composition_false_decodes_a_composition_trained_codec_with_the_vae(tmp_
     cfg = tiny_config(shard_size=4)
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["training_data"] = copy.deepcopy(default["training_data"])  # the pools it names
     cfg["composition_training"] = {
         "gen": {"base": "discover-mini", "lambdas": [1], "prior": {"steps": 1}, "steps": 1}
     }

@@ -37,6 +37,7 @@ def discover_config(**codec) -> dict:
     }
     cfg["anchor"] = "jpeg"
     cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
+    cfg["training_data"] = copy.deepcopy(DEFAULT["training_data"])  # the pools it names
     return cfg
 
 

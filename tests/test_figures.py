@@ -47,6 +47,7 @@ def figure_config(prior_dir, control_dir) -> dict:
     cfg["anchor"] = "jpeg"
     cfg["metrics"] = ["psnr"]
     cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
+    cfg["training_data"] = copy.deepcopy(DEFAULT["training_data"])  # the pools it names
     cfg["tasks"] = {
         "detection": {
             "description": "object detection of the shapes",

@@ -40,6 +40,7 @@ def semantics_config(server: ChatServer, **openai) -> dict:
     cfg["anchor"] = "discover-mini"
     cfg["metrics"] = ["psnr"]
     cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
+    cfg["training_data"] = copy.deepcopy(DEFAULT["training_data"])  # the pools it names
     cfg["tasks"] = {"detection": {"description": "detect the shapes"}}
     cfg["semantics"] = {
         "labels": {

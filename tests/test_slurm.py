@@ -187,6 +187,7 @@ def test_discover_jobs_ask_for_the_gpu_model_of_their_codec(slurm, tmp_path):
     }
     cfg["anchor"] = "jpeg"
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
+    cfg["training_data"] = copy.deepcopy(default["training_data"])  # the pools it names
     config = write_config(work / "config.yaml", cfg)
     before = {r["id"] for r in _sacct_jobs(work)}
     proc = _run_on_slurm(config, work)

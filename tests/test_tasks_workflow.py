@@ -57,6 +57,7 @@ def tasks_run(tmp_path_factory):
     cfg["metrics"] = ["psnr"]
     cfg["bd"] = {"method": "pchip", "min_points": 4}  # 2 rate points: BD reports "not computed"
     cfg["discover_training"] = copy.deepcopy(DEFAULT["discover_training"])
+    cfg["training_data"] = copy.deepcopy(DEFAULT["training_data"])  # the pools it names
     labels = {"backend": "static", "path": "synthetic-scenes-detection.txt"}
     cfg["tasks"] = {
         "detection": {
