@@ -218,7 +218,7 @@ def _check_photo_leak(config: Mapping) -> None:
         SAME_PHOTO.get(str(photo), str(photo)): name
         for name, entry in config["datasets"].items()
         if entry["type"] == "photos"
-        for photo in entry.get("names") or DEFAULT_PHOTOS
+        for photo in list(entry.get("names") or DEFAULT_PHOTOS)[: entry.get("max_images") or None]
     }
     for pool, entry in (config.get("training_data") or {}).items():
         for index, src in enumerate(entry.get("sources") or []):

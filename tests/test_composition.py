@@ -580,6 +580,7 @@ def test_train_rules_train_the_prior_then_each_rate_point_for_the_dag(tmp_path):
     cfg["composition_training"] = {
         "gen": {
             "base": "discover-mini",
+            "data": "scenes",
             "lambdas": [1, 8],
             "prior": {
                 "steps": 2,
@@ -647,6 +648,7 @@ def test_codec_init_scratch_needs_only_the_base_vae(tmp_path):
     cfg["composition_training"] = {
         "gen": {
             "base": "discover-mini",
+            "data": "scenes",
             "codec_init": "scratch",
             "lambdas": [1, 8],
             "prior": {"steps": 2, "unet": TEST_UNET, "text_encoder": TEST_TEXT},
@@ -685,7 +687,13 @@ def test_composition_false_decodes_a_composition_trained_codec_with_the_vae(tmp_
     cfg["discover_training"] = copy.deepcopy(default["discover_training"])
     cfg["training_data"] = copy.deepcopy(default["training_data"])  # the pools it names
     cfg["composition_training"] = {
-        "gen": {"base": "discover-mini", "lambdas": [1], "prior": {"steps": 1}, "steps": 1}
+        "gen": {
+            "base": "discover-mini",
+            "data": "scenes",
+            "lambdas": [1],
+            "prior": {"steps": 1},
+            "steps": 1,
+        }
     }
     tasks = {"detection": {"mask": "gt"}}
     cfg["codecs"] = {

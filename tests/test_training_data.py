@@ -279,3 +279,13 @@ def test_a_photo_both_trained_on_and_evaluated_is_refused():
         validate_config(config)
     config["training_data"]["scenes"]["sources"][0]["names"] = ["camera"]
     validate_config(config)
+    # without names a photos dataset evaluates scikit-image's default list, cut by max_images
+    config["training_data"]["scenes"]["sources"][0]["names"] = ["camera", "hubble_deep_field"]
+    config["datasets"]["photos"] = {"type": "photos"}
+    with pytest.raises(ConfigError, match="'hubble_deep_field' is also evaluated"):
+        validate_config(config)
+    config["datasets"]["photos"] = {"type": "photos", "max_images": 3}  # astronaut .. coffee
+    validate_config(config)
+    config["datasets"]["photos"]["max_images"] = 4
+    with pytest.raises(ConfigError, match="'hubble_deep_field' is also evaluated"):
+        validate_config(config)
