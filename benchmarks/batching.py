@@ -13,12 +13,14 @@ job of hyperprior-mini) and batch size, on one device, in one process:
 
 ratio = job images/s / bare images/s; target ≥ 0.9 on CPU, ≥ 0.8 on a GPU. Medians over
 ``--repeat`` runs after a warm-up. Also prints how the shard's sizes bucket, and with
-``--coco-annotations`` / ``--image-folder`` how a real dataset's mixed sizes would (headers
-only, no pixels decoded).
+``--coco-annotations`` / ``--image-folder`` / ``--shapes`` how a real dataset's mixed sizes
+would (headers only, no pixels decoded), over the whole dataset and, since a job batches within
+its shard, over shards of ``--shard-size`` images in the dataset's order.
 
     python benchmarks/batching.py [--images 16] [--size 512] [--batch-sizes 1 4]
         [--device cpu] [--threads 1] [--repeat 3]
-    python benchmarks/batching.py --coco-annotations instances_val2017.json
+    python benchmarks/batching.py --coco-annotations instances_val2017.json [--shard-size 250]
+    python benchmarks/batching.py --shapes sizes.txt    # 'width height' per line
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from discover.batching import bucket_counts, size_batches  # noqa: E402
+from discover.batching import bucket_counts, size_batches, size_order  # noqa: E402
 from discover.codecs import get_codec  # noqa: E402
 from discover.datasets.synthetic_scenes import SceneGenerator  # noqa: E402
 from discover.discover_codec.bitstream import Container  # noqa: E402
@@ -108,19 +110,31 @@ def main() -> None:
     ap.add_argument("--jobs", nargs="+", default=["encode", "decode", "compressai"])
     ap.add_argument("--coco-annotations", help="print how this COCO file's sizes bucket")
     ap.add_argument("--image-folder", help="print how this folder's image sizes bucket")
+    ap.add_argument("--shapes", help="print how these sizes bucket ('width height' per line)")
+    ap.add_argument(
+        "--shard-size", type=int, default=250, help="images per shard job (the dataset's)"
+    )
     args = ap.parse_args()
 
-    if args.coco_annotations or args.image_folder:
+    if args.coco_annotations or args.image_folder or args.shapes:
         if args.coco_annotations:
             doc = json.loads(Path(args.coco_annotations).read_text())
             sizes = [(im["height"], im["width"]) for im in doc["images"]]
+        elif args.shapes:
+            sizes = []
+            for n, line in enumerate(Path(args.shapes).read_text().splitlines(), 1):
+                try:
+                    w, h = (int(v) for v in line.split())
+                except ValueError:
+                    sys.exit(f"{args.shapes}:{n}: expected 'width height', got {line!r}")
+                sizes.append((h, w))
         else:
             sizes = []
             for p in sorted(Path(args.image_folder).rglob("*")):
                 if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
                     with Image.open(p) as im:
                         sizes.append((im.height, im.width))
-        print_buckets(sizes)
+        print_buckets(sizes, args.shard_size)
         return
 
     torch.set_num_threads(args.threads)
@@ -264,20 +278,38 @@ def row(name: str, bs: int, n: int, job_s: float, bare_s: float, load_s: float) 
     )
 
 
-def print_buckets(sizes: list[tuple[int, int]]) -> None:
+def print_buckets(sizes: list[tuple[int, int]], shard_size: int | None = None) -> None:
+    """Padded sizes of ``sizes`` and what batching them costs: forward passes and the slots
+    filled with copies (a bucket's last batch), over all images at once and, as jobs batch,
+    within shards of ``shard_size`` images in order."""
     counts = bucket_counts(sizes, MULTIPLE)
     top = ", ".join(f"{w}x{h}: {n}" for (h, w), n in list(counts.items())[:8])
     print(
         f"{len(sizes)} images in {len(counts)} padded sizes (multiples of {MULTIPLE}; "
         f"width x height: images): {top}{' ...' if len(counts) > 8 else ''}"
     )
-    for bs in (4, 8, 16):
-        batches = size_batches(sizes, bs, MULTIPLE)
-        filled = len(batches) * bs - len(sizes)
-        print(
-            f"  batch {bs}: {len(batches)} forward passes, {filled} filled slots "
-            f"({filled / (len(batches) * bs):.1%} of the computed images are copies)"
-        )
+    orders = [("index", sizes)]
+    if shard_size and shard_size < len(sizes):
+        by_size = [sizes[i] for i in size_order(sizes, MULTIPLE)]
+        orders = [("index", sizes), ("size", by_size)]
+    for order, listed in orders:
+        shards = [listed]
+        if len(orders) > 1:
+            shards = [listed[k : k + shard_size] for k in range(0, len(listed), shard_size)]
+            per_shard = [len(bucket_counts(s, MULTIPLE)) for s in shards]
+            print(
+                f"  shard_order {order}: {len(shards)} shards of {shard_size}, "
+                f"{min(per_shard)}-{max(per_shard)} padded sizes per shard "
+                f"(median {statistics.median(per_shard):g})"
+            )
+        for bs in (4, 8, 16):
+            passes = sum(len(size_batches(s, bs, MULTIPLE)) for s in shards)
+            filled = passes * bs - len(sizes)
+            print(
+                f"    batch {bs}: {passes} forward passes ({len(sizes) / passes:.2f} images "
+                f"each), {filled} filled slots ({filled / (passes * bs):.1%} of the computed "
+                f"images are copies)"
+            )
 
 
 if __name__ == "__main__":

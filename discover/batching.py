@@ -48,6 +48,13 @@ def size_batches(
     ]
 
 
+def size_order(sizes: Sequence[tuple[int, int]], multiple: int) -> list[int]:
+    """Positions of ``sizes`` (height, width per image) grouped by padded size, then exact
+    size, then position: the order ``shard_order: size`` cuts a dataset into shards in."""
+    keys = [(*padded(h, w, multiple), h, w, pos) for pos, (h, w) in enumerate(sizes)]
+    return [k[-1] for k in sorted(keys)]
+
+
 def in_index_order(ids: Sequence[str], done: Iterable[T], key: Callable[[T], str]) -> list[T]:
     """Per-image results of a job's batches (a batch per padded size) back in the order of the
     shard's ``ids``."""

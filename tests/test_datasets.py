@@ -180,3 +180,70 @@ def test_shard_items_partition():
     items = get_dataset("s", cfg).list_items()
     got = [it.id for sh in shard_ids(7, 3) for it in shard_items(items, 3, sh)]
     assert got == [it.id for it in items]
+
+
+def _coco_fixture(tmp_path, sizes):
+    """A COCO dataset of images ``sizes`` ((width, height) per image id 1, 2, ...), one box
+    each."""
+    (tmp_path / "val").mkdir()
+    images, anns = [], []
+    for k, (w, h) in enumerate(sizes, 1):
+        name = f"{k:012d}.jpg"
+        Image.new("RGB", (w, h), (k * 20, 0, 0)).save(tmp_path / "val" / name)
+        images.append({"id": k, "file_name": name, "width": w, "height": h})
+        anns.append(
+            {"id": k, "image_id": k, "category_id": 1, "bbox": [1, 1, 8, 8], "area": 64,
+             "iscrowd": 0, "segmentation": [[1, 1, 9, 1, 9, 9, 1, 9]]}
+        )  # fmt: skip
+    doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(doc))
+    files = {"images": str(tmp_path / "val"), "annotations": str(tmp_path / "ann.json")}
+    return {"type": "coco", **files}
+
+
+@pytest.mark.parametrize(
+    "order, shards",
+    [
+        ("index", [[1, 2, 3], [4, 5, 6]]),
+        # padded to 64 (height, width): 1 (64,192) 2 (64,64) 3 (128,256) 4 (64,64) 5 (64,192)
+        # 6 (64,128); within a padded size the smaller exact height first (4: 50 before 2: 60)
+        ("size", [[4, 2, 6], [1, 5, 3]]),
+    ],
+)
+def test_shard_order_size_groups_padded_sizes(tmp_path, order, shards):
+    sizes = [(130, 60), (60, 60), (200, 70), (64, 50), (129, 64), (70, 64)]
+    entry = _coco_fixture(tmp_path, sizes) | {"shard_order": order}
+    cfg = _cfg(c=entry)
+    assert len(get_dataset("c", cfg).list_items()) == 6  # what the plan counts
+    for shard, want in zip(shard_ids(6, 3), shards, strict=True):
+        out = tmp_path / "out" / shard
+        prepare_shard(cfg, "c", shard, out)
+        doc = json.loads((out / "annotations.json").read_text())
+        assert sorted(im["id"] for im in doc["images"]) == sorted(want)
+        assert sorted(a["image_id"] for a in doc["annotations"]) == sorted(want)
+        index = (out / "index.csv").read_text().splitlines()[1:]
+        assert [int(line.split(",")[0]) for line in index] == want
+        for k in want:  # the pixels are the image's own
+            w, h = sizes[k - 1]
+            assert np.asarray(Image.open(out / f"{k:012d}.png")).shape == (h, w, 3)
+
+
+def test_shard_order_size_reads_headers_after_the_protocol(tmp_path):
+    """An ImageNet folder: sizes come from the JPEG headers, after the protocol's resize."""
+    (tmp_path / "val").mkdir()
+    lines, sizes = [], {"a": (500, 375), "b": (375, 500), "c": (500, 333), "d": (640, 480)}
+    for name, (w, h) in sizes.items():
+        Image.new("RGB", (w, h)).save(tmp_path / "val" / f"{name}.JPEG")
+        lines.append(f"{name}.JPEG 0")
+    (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
+    entry = {"type": "imagenet", "images": str(tmp_path / "val"),
+             "labels": str(tmp_path / "labels.txt"), "shard_order": "size"}  # fmt: skip
+    ds = get_dataset("i", _cfg(i=entry))
+    # padded (height, width): a (384,512) b (512,384) c (384,512) d (512,640)
+    assert [it.id for it in ds.sharded_items()] == ["c", "a", "b", "d"]
+    ds.protocol = {"resize_short_side": 128, "center_crop": None}
+    # 128 short side: a 171x128 (128,192), b 128x171 (192,128), c 192x128 (128,192), d 171x128
+    assert [it.id for it in ds.sharded_items()] == ["a", "d", "c", "b"]
+    (tmp_path / "val" / "b.JPEG").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=r"b\.JPEG"):
+        ds.sharded_items()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from discover.batching import size_order
 from discover.errors import DatasetError
 
 # Named preprocessing protocols. "clic2020" is the paper's (§4.1.1, "following the setting in
@@ -20,6 +21,10 @@ PROTOCOLS: dict[str, dict[str, int | None]] = {
     "kodak": {"resize_short_side": None, "center_crop": None},
     "clic2020": {"resize_short_side": 768, "center_crop": 768},
 }
+
+# Sides are rounded up to this multiple before images share a forward pass (discover.batching;
+# the learned codecs pad to 64). ``shard_order: size`` groups a dataset's images by it.
+SHARD_ORDER_MULTIPLE = 64
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -81,6 +86,33 @@ class Dataset:
             raise DatasetError(f"dataset {self.name!r}: no images found")
         return items
 
+    def sharded_items(self) -> list[Item]:
+        """The items in the order they are cut into shards: :meth:`list_items`'s, or with
+        ``shard_order: size`` grouped by the size they are coded at (sides rounded up to
+        :data:`SHARD_ORDER_MULTIPLE`, then exact size, then list order), so that a shard holds
+        few padded sizes and a batched job few part-filled batches. Reads image headers, not
+        pixels; the plan never calls it (shard counts come from :meth:`list_items`)."""
+        items = self.list_items()
+        if self.cfg.get("shard_order", "index") != "size":
+            return items
+        sizes = [protocol_size(self.header_size(it), **self.protocol)[::-1] for it in items]
+        return [items[pos] for pos in size_order(sizes, SHARD_ORDER_MULTIPLE)]
+
+    def header_size(self, item: Item) -> tuple[int, int]:
+        """(width, height) of an item's source image before the protocol, from its header."""
+        try:
+            with Image.open(item.source) as img:
+                return img.size
+        except FileNotFoundError as exc:
+            raise DatasetError(
+                f"dataset {self.name!r}: image file {item.source} does not exist"
+            ) from exc
+        except Exception as exc:  # PIL raises many types for corrupt data
+            raise DatasetError(
+                f"dataset {self.name!r}: cannot read the header of image file {item.source} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+
     # -- pixels ----------------------------------------------------------------------------
     def _load(self, item: Item) -> Image.Image:
         """Default loader: ``item.source`` is an image file."""
@@ -133,6 +165,19 @@ def apply_protocol(
         top = (h - center_crop) // 2
         img = img.crop((left, top, left + center_crop, top + center_crop))
     return img
+
+
+def protocol_size(
+    size: tuple[int, int], resize_short_side: int | None = None, center_crop: int | None = None
+) -> tuple[int, int]:
+    """(width, height) :func:`apply_protocol` turns an image of ``size`` into."""
+    w, h = size
+    if resize_short_side:
+        scale = resize_short_side / min(w, h)
+        w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    if center_crop:
+        w, h = center_crop, center_crop
+    return w, h
 
 
 def dataset_shard_size(config: Mapping[str, Any], dataset: str) -> int:

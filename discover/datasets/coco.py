@@ -47,6 +47,16 @@ class CocoDataset(Dataset):
             )
         return items
 
+    def header_size(self, item: Item) -> tuple[int, int]:
+        """(width, height) as the instances json gives it (checked against the pixels when
+        the shard is written)."""
+        im = self._images_by_id[item.extra["image_id"]]
+        return int(im["width"]), int(im["height"])
+
+    @cached_property
+    def _images_by_id(self) -> dict[int, dict]:
+        return {im["id"]: im for im in self._coco["images"]}
+
     def annotations(self, items: list[Item], sizes: Mapping[str, tuple[int, int]]) -> dict:
         """The subset of the instances json for ``items``.
 

@@ -24,7 +24,7 @@ def prepare_shard(config: Mapping[str, Any], dataset: str, shard: str, out_dir: 
     """Write the shard's reference images (after the dataset protocol) in the reference-shard
     format (:mod:`discover.shards`)."""
     ds = get_dataset(dataset, config)
-    items = shard_items(ds.list_items(), dataset_shard_size(config, dataset), shard)
+    items = shard_items(ds.sharded_items(), dataset_shard_size(config, dataset), shard)
     with atomic_dir(out_dir) as tmp:
         rows, sizes = [], {}
         for item in items:
