@@ -11,8 +11,9 @@ job of hyperprior-mini) and batch size, on one device, in one process:
   what must be computed per image for a stream not to depend on its batch (ẑ's
   hyper-synthesis and the context models' passes over ŷ, group by group, phase by phase).
 
-ratio = job images/s / bare images/s; target ≥ 0.9 on CPU, ≥ 0.8 on a GPU. Medians over
-``--repeat`` runs after a warm-up. Also prints how the shard's sizes bucket, and with
+ratio = job images/s / bare images/s; target ≥ 0.9 on CPU, ≥ 0.8 on a GPU. The job and the
+bare passes run in turn, ``--repeat`` pairs after a warm-up; images/s are medians, the ratio is
+the median of the pairs' ratios. Also prints how the shard's sizes bucket, and with
 ``--coco-annotations`` / ``--image-folder`` / ``--shapes`` how a real dataset's mixed sizes
 would (headers only, no pixels decoded), over the whole dataset and, since a job batches within
 its shard, over shards of ``--shard-size`` images in the dataset's order.
@@ -71,6 +72,26 @@ def make_shard(folder: Path, n: int, size: int, mixed: bool) -> list[tuple[int, 
         sizes.append((h, w))
     pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
     return sizes
+
+
+def paired(job, bare, repeat: int, sync, load_s: float) -> tuple[float, float, float]:
+    """Median job and bare seconds and the median of the per-pair ratios, the two run in turn
+    (job, bare, job, bare, ...) after a warm-up of each, so that a drift of the machine's speed
+    over the run (seen here: the same loop 30 % faster or slower minutes apart) moves both
+    sides of a pair alike. The job's one-off model loading ``load_s`` is taken off its time."""
+    job()
+    bare()
+    jobs, bares = [], []
+    for _ in range(repeat):
+        for fn, out in ((job, jobs), (bare, bares)):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            out.append(time.perf_counter() - t0)
+    runs = [max(j - load_s, 1e-9) for j in jobs]
+    ratio = statistics.median(b / j for b, j in zip(bares, runs, strict=True))
+    return statistics.median(runs), statistics.median(bares), ratio
 
 
 def timed(fn, repeat: int, sync) -> float:
@@ -195,8 +216,8 @@ def measure(bs, args, device, sync, work, ref, sizes, images) -> None:
                     )
                     context_passes(net, net.hyper.h_s(z_hat), torch.round(y[k : k + 1]))
 
-        row("DISCOVER encode", bs, args.images, timed(job_encode, args.repeat, sync),
-            timed(bare_encode, args.repeat, sync), load_s)  # fmt: skip
+        row("DISCOVER encode", bs, args.images,
+            paired(job_encode, bare_encode, args.repeat, sync, load_s), load_s)  # fmt: skip
 
     if "decode" in args.jobs:
         containers = [
@@ -221,9 +242,8 @@ def measure(bs, args, device, sync, work, ref, sizes, images) -> None:
                 z = torch.cat([p[1] for p in parts])
                 decode_latent(model.vae, net.synthesize(y, z))
 
-        job_s = timed(job_decode, args.repeat, sync)
-        bare_s = timed(bare_decode, args.repeat, sync)
-        row("DISCOVER decode (w/o composition)", bs, args.images, job_s, bare_s, load_s)
+        times = paired(job_decode, bare_decode, args.repeat, sync, load_s)
+        row("DISCOVER decode (w/o composition)", bs, args.images, times, load_s)
 
     if "compressai" in args.jobs:
         entry = {
@@ -257,9 +277,8 @@ def measure(bs, args, device, sync, work, ref, sizes, images) -> None:
                 hm.g_s(torch.round(y)).clamp_(0, 1)
 
         load_h = timed(lambda: get_codec("h", cfg).model(3), args.repeat, sync)
-        job_s = timed(job_cai, args.repeat, sync)
-        bare_s = timed(bare_cai, args.repeat, sync)
-        row("hyperprior-mini shard (encode + decode)", bs, args.images, job_s, bare_s, load_h)
+        times = paired(job_cai, bare_cai, args.repeat, sync, load_h)
+        row("hyperprior-mini shard (encode + decode)", bs, args.images, times, load_h)
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
@@ -268,13 +287,13 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
     return pad_image(x, MULTIPLE)
 
 
-def row(name: str, bs: int, n: int, job_s: float, bare_s: float, load_s: float) -> None:
+def row(name: str, bs: int, n: int, times: tuple[float, float, float], load_s: float) -> None:
     """Job images/s counted without the job's one-off model loading (printed apart: a shard
-    of the paper's 250 images pays it once)."""
-    run_s = max(job_s - load_s, 1e-9)
+    of the paper's 250 images pays it once); the ratio is the median of the paired runs'."""
+    run_s, bare_s, ratio = times
     print(
         f"| {name} | {bs} | {n / run_s:.2f} (+ {load_s:.2f} s loading) | {n / bare_s:.2f} "
-        f"| {bare_s / run_s:.2f} |"
+        f"| {ratio:.2f} |"
     )
 
 
