@@ -5,21 +5,21 @@ fills the rest from ẑ alone. When its task metric falls short of the full stre
 are possible, and this script separates them on one dataset (images, grounding, task models and
 codec as the pipeline's stage functions make them; images decoded without composition):
 
-* the grounding misses objects: the share of annotated objects the task mask covers (at least
-  half of the object's latent cells inside the mask), and the AP of the same task stream with
-  the annotated boxes as its mask (``gt``: an oracle grounding);
-* the reconstruction inside the mask is worse than the full stream's: AP of the full stream
-  with everything outside the task mask replaced by the task stream's pixels is not what
-  matters; instead the script reports PSNR inside and outside the mask, task vs full stream;
-* the rest of the image misleads the model: AP of the full stream's pixels pasted into the
-  task stream's image inside the mask (``full inside``) against the task stream itself.
+* the grounding misses objects: the share of annotated objects the detection mask covers (at
+  least half of the object's latent cells inside it), and the task stream coded with the
+  annotated boxes as its mask (``gt boxes``: an oracle grounding);
+* the pixels inside the mask are worse than the full stream's: PSNR inside and outside the mask
+  (detection's), and the task stream's image with the full stream's pixels pasted inside the
+  mask (``full inside, task outside``);
+* the rest of the image misleads the task model: the task stream's pixels inside the mask over
+  the reference image outside (``task inside, reference outside``), and, for what the seam at
+  the mask's edge costs by itself, the full stream's pixels inside over the reference outside.
 
 Printed per λ_R: bits of each stream (bpp over the dataset), bbox AP (detection) and segm AP
-(instance segmentation) of: the reference images, the full stream, the task stream with the
-grounding mask, the task stream with the annotated boxes, and the full stream's pixels inside
-the grounding mask over the task stream's outside.
+(instance segmentation) of the reference images and of each of those images.
 
     python benchmarks/task_streams.py [--codec discover-mini] [--dataset scenes] [--rates 1 8]
+        [--model DIR]
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ METRIC = {"detection": "bbox_AP", "instance_segmentation": "segm_AP"}
 def prepared(config: dict, plan, dataset: str, tmp: Path):
     """Per image (stem, COCO id, pixels, annotations, task -> grounded boxes), and the merged
     annotations, as the pipeline's stages produce them."""
-    from discover.shards import annotations_by_image, coco_ids, image_ids, merged_annotations
-    from discover.shards import read_image
+    from discover.shards import (
+        annotations_by_image,
+        coco_ids,
+        image_ids,
+        merged_annotations,
+        read_image,
+    )
     from discover.stages.datasets import prepare_shard
     from discover.stages.semantics import run_grounding, run_task_labels
 
@@ -92,6 +97,7 @@ def main() -> int:
     ap.add_argument("--codec", default="discover-mini")
     ap.add_argument("--dataset", default="scenes")
     ap.add_argument("--rates", nargs="*", help="λ_R values (default: the codec's rates)")
+    ap.add_argument("--model", help="a model directory (default: the codec's trained model)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
 
@@ -151,13 +157,18 @@ def main() -> int:
         "|---|---|---|---|---|---|---|"
     )
     for rate in rates:
-        model = load_model_dir(entry.get("trained") or args.codec, rate)
+        model = load_model_dir(args.model or entry.get("trained") or args.codec, rate)
         rows: dict[str, dict] = {}
-        for name in ("full", "task (grounding)", "task (gt boxes)", "full inside, task outside"):
+        names = ("full", "task (grounding)", "task (gt boxes)", "full inside, task outside",
+                 "task inside, reference outside", "full inside, reference outside")  # fmt: skip
+        for name in names:
             rows[name] = {"bits": 0, "images": {t: [] for t in TASKS}, "in": [], "out": []}
         for _, _, im, anns, grounded in images:
             h, w = im.shape[:2]
-            for codec, name in ((grounded_codec, "task (grounding)"), (gt_codec, "task (gt boxes)")):
+            for codec, name in (
+                (grounded_codec, "task (grounding)"),
+                (gt_codec, "task (gt boxes)"),
+            ):
                 masks = masks_from_boxes(codec.task_boxes(anns, TASKS, grounded), h, w)
                 c = model.encode(im, masks)
                 full = model.decode(c, "human")
@@ -173,6 +184,10 @@ def main() -> int:
                     if codec is grounded_codec:
                         mixed = np.where(inside[..., None], full, task_im)
                         rows["full inside, task outside"]["images"][t].append(mixed)
+                        kept = np.where(inside[..., None], task_im, im)
+                        rows["task inside, reference outside"]["images"][t].append(kept)
+                        seam = np.where(inside[..., None], full, im)
+                        rows["full inside, reference outside"]["images"][t].append(seam)
                         if t == "detection":
                             rows["full"]["bits"] += 8 * len(c.for_consumer("human").to_bytes())
                             rows["full"]["in"].append(psnr(full, im, inside))
