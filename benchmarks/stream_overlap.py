@@ -38,18 +38,19 @@ sys.path.insert(0, str(ROOT))
 TASKS = ("detection", "instance_segmentation")
 
 
-def ground(config: dict, plan, dataset: str, tmp: Path) -> tuple[list, dict, dict]:
+def ground(config: dict, plan, dataset: str, tmp: Path) -> tuple[list, dict, dict, list]:
     """The shard images, and per image: the boxes of each task from its grounding, the COCO
-    annotations; as the pipeline's stages produce them."""
+    annotations; as the pipeline's stages produce them; and the reference shards (in ``tmp``)."""
     from discover.shards import annotations_by_image, image_ids, read_image
     from discover.stages.datasets import prepare_shard
     from discover.stages.semantics import run_grounding, run_task_labels
 
-    images, grounded, annotations = [], {}, {}
+    images, grounded, annotations, refs = [], {}, {}, []
     for task in TASKS:
         run_task_labels(config, task, tmp / "labels" / f"{task}.json")
     for shard in plan.shards(dataset):
         ref = tmp / dataset / shard
+        refs.append(ref)
         prepare_shard(plan.dataset_job_config(dataset), dataset, shard, ref)
         anns = annotations_by_image(ref)
         for task in TASKS:
@@ -62,7 +63,7 @@ def ground(config: dict, plan, dataset: str, tmp: Path) -> tuple[list, dict, dic
         for image_id in image_ids(ref):
             images.append((image_id, read_image(ref, image_id)))
             annotations[image_id] = None if anns is None else anns.get(image_id, [])
-    return images, grounded, annotations
+    return images, grounded, annotations, refs
 
 
 def codec_with(config: dict, codec: str, sources: dict[str, str]):
@@ -149,7 +150,7 @@ def main() -> int:
         config, args.codec, {"detection": "grounding", "instance_segmentation": "gt"}
     )
     with tempfile.TemporaryDirectory() as tmp:
-        images, grounded, annotations = ground(config, plan, args.dataset, Path(tmp))
+        images, grounded, annotations, _ = ground(config, plan, args.dataset, Path(tmp))
     t_ground = time.perf_counter() - t0
     results = {}
     for rate in rates:

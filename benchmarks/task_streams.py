@@ -36,46 +36,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stream_overlap import codec_with  # noqa: E402
+from stream_overlap import TASKS, codec_with, ground  # noqa: E402
 
-TASKS = ("detection", "instance_segmentation")
 METRIC = {"detection": "bbox_AP", "instance_segmentation": "segm_AP"}
 
 
 def prepared(config: dict, plan, dataset: str, tmp: Path):
     """Per image (stem, COCO id, pixels, annotations, task -> grounded boxes), and the merged
-    annotations, as the pipeline's stages produce them."""
-    from discover.shards import (
-        annotations_by_image,
-        coco_ids,
-        image_ids,
-        merged_annotations,
-        read_image,
-    )
-    from discover.stages.datasets import prepare_shard
-    from discover.stages.semantics import run_grounding, run_task_labels
+    annotations, as the pipeline's stages produce them (:func:`stream_overlap.ground`)."""
+    from discover.shards import coco_ids, merged_annotations
 
-    for task in TASKS:
-        run_task_labels(config, task, tmp / "labels" / f"{task}.json")
-    images, refs = [], []
-    for shard in plan.shards(dataset):
-        ref = tmp / dataset / shard
-        refs.append(ref)
-        prepare_shard(plan.dataset_job_config(dataset), dataset, shard, ref)
-        anns = annotations_by_image(ref) or {}
-        grounded: dict[str, dict] = {}
-        for task in TASKS:
-            out = tmp / "grounding" / task / f"{shard}.json"
-            for record in run_grounding(
-                plan.grounding_job_config(), ref, tmp / "labels" / f"{task}.json", out
-            ):
-                grounded.setdefault(str(record["image"]), {})[task] = record["boxes"]
-        ids = coco_ids(ref)
-        for stem in image_ids(ref):
-            images.append(
-                (stem, ids[stem], read_image(ref, stem), anns.get(stem, []), grounded.get(stem, {}))
-            )
-    return images, merged_annotations(refs)
+    images, grounded, annotations, refs = ground(config, plan, dataset, tmp)
+    ids = {stem: coco for ref in refs for stem, coco in coco_ids(ref).items()}
+    rows = [
+        (stem, ids[stem], image, annotations[stem] or [], grounded.get(stem, {}))
+        for stem, image in images
+    ]
+    return rows, merged_annotations(refs)
 
 
 def upsample(mask: np.ndarray, h: int, w: int) -> np.ndarray:
