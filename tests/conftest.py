@@ -446,7 +446,7 @@ def cpu_kind() -> str:
     PyTorch's kernels pick (AVX-512 or not) and the vendor. Two machines of one kind give
     byte-identical runs; the VAE decoder's pixels and the FID features differ in the last bits
     between kinds (measured: an AMD EPYC with AVX-512 against the machine of the first
-    recording), while every bitstream is the same."""
+    recording), and so, now and then, do DISCOVER's streams (:data:`_PORTABLE_SUFFIXES`)."""
     flags, vendor = set(), platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -461,11 +461,14 @@ def cpu_kind() -> str:
     return f"{platform.machine()} {vendor} {isa}"
 
 
-#: what is the same on every kind of CPU: the codecs' bitstreams (entropy-coded from integer
-#: symbols; measured equal on the three kinds recorded) and the datasets' reference images and
-#: annotations. VAE-decoded pixels, and the metrics, predictions and tables computed from them,
-#: differ in the last bits between kinds (see :func:`cpu_kind`).
-_PORTABLE_SUFFIXES = (".dsc", ".jpg", ".webp", ".avif", ".hevc", ".bin")
+#: what is the same on every kind of CPU: the classic codecs' bitstreams (their encoders work in
+#: integers) and the datasets' reference images and annotations. VAE-decoded pixels, and the
+#: metrics, predictions and tables computed from them, differ in the last bits between kinds
+#: (see :func:`cpu_kind`); so can the learned codecs' streams, whose entropy parameters are
+#: rounded from float convolutions: DISCOVER's .dsc of 2 of tasks_run's 6 images (12 of its 36
+#: streams) differ between an AMD EPYC with AVX2 and the Intel AVX-512 record (measured
+#: 2026-12-04; docs/discover-codec.md, "Devices").
+_PORTABLE_SUFFIXES = (".jpg", ".webp", ".avif", ".hevc", ".bin")
 
 
 def _portable(key: str) -> bool:
@@ -483,7 +486,7 @@ def check_recorded_digest(work: Path, name: str) -> None:
     tests/data/recorded_digests.json: run name -> a list of {"cpu": kind, "files": digest}.
     The first record's kind was not noted ("unnoted"). On a kind with a record the run must
     equal it file for file; on an unrecorded kind every file must equal one record's where
-    the file is the same on every kind (:func:`_portable`: bitstreams, reference images,
+    the file is the same on every kind (:func:`_portable`: classic bitstreams, reference images,
     annotations) and exist where the record has it.
 
     DISCOVER_RECORD_DIGESTS=1 records this kind's outputs (done once per kind of CPU, on the
@@ -525,7 +528,7 @@ def check_recorded_digest(work: Path, name: str) -> None:
         + (
             ""
             if mine
-            else " (none on this kind of CPU: bitstreams, reference images and "
+            else " (none on this kind of CPU: classic bitstreams, reference images and "
             "annotations compared)"
         )
         + ": "

@@ -1,6 +1,6 @@
 """The behaviour guard itself (conftest.check_recorded_digest): what it compares on a recorded
-kind of CPU and on an unrecorded one, and the committed records' claim that bitstreams,
-reference images and annotations are the same on every kind recorded."""
+kind of CPU and on an unrecorded one, and the committed records' claim that the classic codecs'
+bitstreams, reference images and annotations are the same on every kind recorded."""
 
 import json
 
@@ -10,10 +10,10 @@ from tests import conftest
 from tests.conftest import RECORDED_DIGESTS, _portable, check_recorded_digest
 
 
-def _run(root, png=b"decoded", dsc=b"stream"):
+def _run(root, png=b"decoded", jpg=b"stream"):
     results = root / "results"
     (results / "scenes" / "c" / "1").mkdir(parents=True, exist_ok=True)
-    (results / "scenes" / "c" / "1" / "val_000000.dsc").write_bytes(dsc)
+    (results / "scenes" / "c" / "1" / "val_000000.jpg").write_bytes(jpg)
     (results / "scenes" / "c" / "1" / "val_000000.png").write_bytes(png)
     (results / "logs").mkdir(exist_ok=True)
     (results / "logs" / "job.log").write_text("not digested")
@@ -41,10 +41,10 @@ def test_an_unrecorded_kind_compares_the_bitstreams(records, tmp_path, monkeypat
     monkeypatch.setattr(conftest, "cpu_kind", lambda: "kind-b")
     check_recorded_digest(_run(tmp_path / "png", png=b"other last bits"), "run")
     with pytest.raises(AssertionError, match="none on this kind of CPU"):
-        check_recorded_digest(_run(tmp_path / "dsc", dsc=b"other stream"), "run")
+        check_recorded_digest(_run(tmp_path / "jpg", jpg=b"other stream"), "run")
     missing = _run(tmp_path / "missing")
-    (missing / "results" / "scenes" / "c" / "1" / "val_000000.dsc").unlink()
-    with pytest.raises(AssertionError, match=r"missing \['scenes/c/1/val_000000.dsc'\]"):
+    (missing / "results" / "scenes" / "c" / "1" / "val_000000.jpg").unlink()
+    with pytest.raises(AssertionError, match=r"missing \['scenes/c/1/val_000000.jpg'\]"):
         check_recorded_digest(missing, "run")
 
 
@@ -54,7 +54,7 @@ def test_recording_new_outputs_drops_the_other_kinds(records, tmp_path, monkeypa
     check_recorded_digest(_run(tmp_path / "b"), "run")
     assert [r["cpu"] for r in json.loads(records.read_text())["run"]] == ["kind-a", "kind-b"]
     monkeypatch.setenv("DISCOVER_RECORD_DIGESTS", "new")
-    check_recorded_digest(_run(tmp_path / "c", dsc=b"retrained"), "run")
+    check_recorded_digest(_run(tmp_path / "c", jpg=b"retrained"), "run")
     assert [r["cpu"] for r in json.loads(records.read_text())["run"]] == ["kind-b"]
 
 
