@@ -152,10 +152,8 @@ def apply_protocol(
 ) -> Image.Image:
     """Resize the short side (bicubic, antialiased) then centre-crop a square, as configured."""
     if resize_short_side:
-        w, h = img.size
-        scale = resize_short_side / min(w, h)
-        new = (max(1, round(w * scale)), max(1, round(h * scale)))
-        if new != (w, h):
+        new = protocol_size(img.size, resize_short_side)
+        if new != img.size:
             img = img.resize(new, Image.Resampling.BICUBIC)
     if center_crop:
         w, h = img.size
