@@ -66,6 +66,21 @@ def ground(config: dict, plan, dataset: str, tmp: Path) -> tuple[list, dict, dic
     return images, grounded, annotations, refs
 
 
+def codec_run(args):
+    """What both scripts start from: torch threads, the config, its plan, the codec's entry and
+    the λ_R values to run (``--rates`` or the codec's)."""
+    import torch
+
+    from discover.config import load_config
+    from discover.plan import Plan
+
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    plan = Plan(config, basedir=ROOT)
+    entry = config["codecs"][args.codec]
+    return config, plan, entry, args.rates or [str(r) for r in entry["rates"]]
+
+
 def codec_with(config: dict, codec: str, sources: dict[str, str]):
     """The codec entry of the config with the tasks' mask sources replaced."""
     from discover.codecs import get_codec
@@ -133,18 +148,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
 
-    import torch
-
-    from discover.config import grounding_config, load_config
+    from discover.config import grounding_config
     from discover.discover_codec.model import load_model_dir
-    from discover.plan import Plan
 
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    config = load_config(args.config)
-    plan = Plan(config, basedir=ROOT)
-    entry = config["codecs"][args.codec]
-    rates = args.rates or [str(r) for r in entry["rates"]]
+    config, plan, entry, rates = codec_run(args)
     default = codec_with(config, args.codec, {t: "grounding" for t in TASKS})
     partial = codec_with(
         config, args.codec, {"detection": "grounding", "instance_segmentation": "gt"}

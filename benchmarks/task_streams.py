@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stream_overlap import TASKS, codec_with, ground  # noqa: E402
+from stream_overlap import TASKS, codec_run, codec_with, ground  # noqa: E402
 
 METRIC = {"detection": "bbox_AP", "instance_segmentation": "segm_AP"}
 
@@ -78,19 +78,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
 
-    import torch
-
-    from discover.config import grounding_config, load_config
+    from discover.config import grounding_config
     from discover.discover_codec.model import load_model_dir, masks_from_boxes
-    from discover.plan import Plan
     from discover.tasks import get_task
 
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    config = load_config(args.config)
-    plan = Plan(config, basedir=ROOT)
-    entry = config["codecs"][args.codec]
-    rates = args.rates or [str(r) for r in entry["rates"]]
+    config, plan, entry, rates = codec_run(args)
     grounded_codec = codec_with(config, args.codec, {t: "grounding" for t in TASKS})
     gt_codec = codec_with(config, args.codec, {t: "gt" for t in TASKS})
     models = {t: get_task(t, plan.task_job_config(t)) for t in TASKS}
