@@ -157,7 +157,7 @@ def main() -> None:
             hi = min(ours[-1][1], anchor[-1][1])
             try:
                 if hi <= lo:
-                    raise ValueError(f"no common bpp interval ({lo:.3f} > {hi:.3f})")
+                    raise ValueError(f"no common bpp interval: from {lo:.3f} to {hi:.3f} bpp")
                 bd = bjontegaard.bd_psnr(
                     [c[1] for c in anchor],
                     [c[2] for c in anchor],

@@ -49,6 +49,12 @@ def _shift(vae) -> float:
     return float(getattr(vae.config, "shift_factor", None) or 0.0)
 
 
+def unscale_latent(vae, z: torch.Tensor) -> torch.Tensor:
+    """The VAE decoder's input for a scaled latent z (the inverse of :func:`encode_latent`'s
+    scaling)."""
+    return z / vae.config.scaling_factor + _shift(vae)
+
+
 def encode_latent(vae, x: torch.Tensor) -> torch.Tensor:
     """z_c = E(x): the scaled mode of the VAE posterior; ``x`` in [0, 1], sides multiple of 8."""
     import torch  # the names of this module (SD21_VAE) are read by the plan without torch
@@ -70,7 +76,7 @@ def decode_latent(vae, z: torch.Tensor) -> torch.Tensor:
     """x = D(z) in [0, 1]; above :data:`TILE_ABOVE_PIXELS` in tiles (:func:`tiled_decode`),
     which bounds the memory. A tiled image differs slightly from a whole-image decode, the
     same way on every run."""
-    z = z / vae.config.scaling_factor + _shift(vae)
+    z = unscale_latent(vae, z)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if z.shape[-2] * z.shape[-1] * factor**2 <= TILE_ABOVE_PIXELS:
         x = vae.decode(z).sample
