@@ -1,5 +1,9 @@
 """Exceptions with messages meant for the person running the benchmark."""
 
+from __future__ import annotations
+
+import math
+
 
 class DiscoverError(Exception):
     """Base class: the message names the file, key, image or binary at fault."""
@@ -43,3 +47,11 @@ class LabelGenerationError(DiscoverError):
 
 class WeightsMissingError(DiscoverError):
     """A weight file is not in the cache (and compute nodes must not download)."""
+
+
+def config_number(value, key: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a float when it is a number in [``low``, ``high``] (a bool is not);
+    otherwise a :class:`ConfigError` naming the config ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"config key {key} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)

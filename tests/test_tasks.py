@@ -329,6 +329,10 @@ def test_config_errors_name_the_key():
         small_task("detection", evaluator="lvis")
     with pytest.raises(ConfigError, match="tasks.detection.weights"):
         get_task("detection", {"tasks": {"detection": {}}})
+    # a number out of range, and a bool where a number belongs
+    for bad in (1.5, True, "0.5"):
+        with pytest.raises(ConfigError, match=r"tasks\.detection\.score_threshold must be a num"):
+            small_task("detection", score_threshold=bad)
     with pytest.raises(ConfigError, match="unknown task type 'segmentation'"):
         get_task("seg", {"tasks": {"seg": {"type": "segmentation"}}})
 

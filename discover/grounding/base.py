@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from discover.errors import ConfigError, GroundingError
+from discover.errors import ConfigError, GroundingError, config_number
 
 #: the Grounding DINO checkpoint of the ``grounding-dino`` backend unless configured
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-tiny"
@@ -125,17 +125,7 @@ class Grounder:
         self.weights_cache = weights_cache
 
     def _number(self, key: str, low: float = -math.inf, high: float = math.inf) -> float:
-        value = self.cfg[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise ConfigError(
-                f"config key semantics.grounding.{self.name}.{key} must be a number in "
-                f"[{low}, {high}], got {value!r}"
-            )
-        return float(value)
+        return config_number(self.cfg[key], f"semantics.grounding.{self.name}.{key}", low, high)
 
     def ground(
         self,

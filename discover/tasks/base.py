@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from discover.errors import ConfigError, TaskError
+from discover.errors import ConfigError, TaskError, config_number
 from discover.io import write_text_atomic
 
 # Predictions: a COCO results list for detection and instance segmentation (``image_id``,
@@ -213,17 +213,7 @@ class Task:
         return value
 
     def _number(self, key: str, low: float = -math.inf, high: float = math.inf) -> float:
-        value = self.cfg[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise ConfigError(
-                f"config key tasks.{self.task_name}.{key} must be a number in [{low}, {high}], "
-                f"got {value!r}"
-            )
-        return float(value)
+        return config_number(self.cfg[key], f"tasks.{self.task_name}.{key}", low, high)
 
     def predict(
         self,
