@@ -51,6 +51,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# results/report.html from the results already computed (after `make demo` or any run)
+report: python-deps
+	$(BIN)/snakemake --cores 1 --report results/report.html
+
 # Optional: the mmdet backend of the detection tasks (docs/mmdet.md). Builds mmcv's CPU ops
 # once into ${DISCOVER_WHEEL_CACHE:-~/.cache/discover/wheels} (15-30 min on 2 cores), then reuses
 # the wheel; a second run only checks.
