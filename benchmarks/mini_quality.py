@@ -16,9 +16,13 @@ the photos), whole images as the pipeline codes them, never training crops:
   ``hyperprior-mini``, coded the same way), BD-PSNR from the ``bjontegaard`` package (pchip)
   over the bpp interval both curves cover (printed, with the share of the codec's own
   log-rate range it is).
+* **Textures** (``--textures``): the VAE bound on generated 256×256 images of one texture the
+  synthetic scenes draw (two random colours, the scenes' grain and background blur), by
+  stripe period and checker cell in pixels, 8 images each: where the 1/8-resolution latent
+  stops carrying a pattern.
 
     python benchmarks/mini_quality.py [--codec discover-mini] [--vae DIR] [--no-codec]
-        [--datasets scenes objects photos] [--anchor hyperprior-mini]
+        [--datasets scenes objects photos] [--anchor hyperprior-mini] [--textures]
 """
 
 from __future__ import annotations
@@ -110,6 +114,39 @@ def codec_curve(plan: Plan, name: str, images: list[np.ndarray], tmp: Path, thre
     return curve
 
 
+def texture_image(rng: np.random.Generator, kind: str, px: float, size: int = 256) -> np.ndarray:
+    """Stripes of period ``px`` (random angle and phase) or a checker of ``px``-pixel cells
+    (random offset), two random colours, drawn as ``synthetic_scenes`` draws its backgrounds
+    (sign of a sine / cell parity; grain of 6 levels; Gaussian blur 0.6)."""
+    from PIL import Image, ImageFilter
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    if kind == "stripes":
+        theta, phase = rng.uniform(0, math.pi), rng.uniform(0, px)
+        u = xx * math.cos(theta) + yy * math.sin(theta) + phase
+        t = (np.sin(u * 2 * math.pi / px) > 0).astype(np.float32)
+    else:
+        ox, oy = rng.integers(0, int(px), 2)
+        t = ((((xx + ox) // int(px)) + ((yy + oy) // int(px))) % 2).astype(np.float32)
+    c1, c2 = (rng.integers(0, 256, 3).astype(np.float32) for _ in range(2))
+    img = c1 * (1 - t[..., None]) + c2 * t[..., None] + rng.normal(0, 6, (size, size, 1))
+    img = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(0.6)))
+
+
+def texture_report(vae, n: int = 8) -> None:
+    for kind, sizes in (("stripes", (6, 8, 11, 16, 24)), ("checker", (6, 8, 12, 16, 23))):
+        cells = []
+        for px in sizes:
+            rng = np.random.default_rng(1000 + px)
+            scores = [
+                psnr(im, vae_roundtrip(vae, im)[0])
+                for im in (texture_image(rng, kind, px) for _ in range(n))
+            ]
+            cells.append(f"{px} px {np.mean(scores):.2f} dB")
+        print(f"textures {kind:8s} " + "  ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", default=str(ROOT / "config.yaml"))
@@ -119,6 +156,7 @@ def main() -> None:
     ap.add_argument("--anchor", default="hyperprior-mini")
     ap.add_argument("--no-codec", action="store_true", help="the VAE bound only")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--textures", action="store_true", help="the VAE bound per texture scale")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -129,6 +167,8 @@ def main() -> None:
     vae = load_vae(args.vae).float()
     print(f"VAE {args.vae} (scaling factor {vae.config.scaling_factor:.4f})")
     bound = {name: vae_report(vae, name, images) for name, images in data.items()}
+    if args.textures:
+        texture_report(vae)
     if args.no_codec:
         return
     import bjontegaard
