@@ -39,7 +39,7 @@ python-deps: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --cores 1 --report results/report.html
+	$(MAKE) --no-print-directory report
 	@echo
 	@echo "tables : results/tables/<dataset>/{rd,bd}.csv"
 	@echo "plots  : results/plots/<dataset>/rd_<metric>.{png,pdf}"

@@ -116,6 +116,9 @@ def test_grounding_is_deterministic_and_chunk_batching_agrees(tiny_dino):
 def test_max_text_tokens_beyond_the_model_is_rejected(tiny_dino):
     with pytest.raises(ConfigError, match="max_text_tokens"):
         dino(tiny_dino, max_text_tokens=1000)
+
+
+def test_numeric_options_out_of_range_or_bool_are_rejected(tiny_dino):
     for key, bad in (("box_threshold", -0.1), ("nms_iou", False), ("chunk_batch", 0)):
         with pytest.raises(ConfigError, match=rf"grounding-dino\.{key} must be a number in"):
             dino(tiny_dino, **{key: bad})
